@@ -1,0 +1,275 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NookCgroups
+import NookRuntime
+import NookState
+import NookSupport
+
+/// `nook stop`, `nook kill`, `nook rm`, `nook wait`: the end of a container.
+enum StopCommand {
+    static let usage = "nook stop [OPTIONS] CONTAINER..."
+    static let summary = "stop detached containers (signal, wait, then SIGKILL)"
+
+    static let options: [OptionSpec] = [
+        OptionSpec("time", short: "t", value: "SECONDS",
+                   "how long to wait after the stop signal before SIGKILL (default: the container's, 10)"),
+    ] + CommonOptions.specs
+
+    static var help: String {
+        """
+        Usage: \(usage)
+
+        Send each container its stop signal (--stop-signal, the image's StopSignal,
+        or TERM), wait until it ends or the time is up, then kill everything in it
+        with SIGKILL. A stopped container is not restarted by its restart policy.
+        Stopping a stopped container does nothing.
+
+        Options:
+        \(OptionParser.help(options))
+        """
+    }
+
+    static func run(_ args: [String]) throws -> Int32 {
+        guard let parsed = try Containers.parse(args, options: options, command: "stop", help: help) else { return 0 }
+        guard !parsed.positionals.isEmpty else { throw UsageFailure("stop: name a container", hint: usage) }
+        var timeout: Int?
+        if let t = parsed.value("time") {
+            guard let n = Int(t), n >= 0, n <= 86_400 else {
+                throw UsageFailure("--time \(t): not a number of seconds", hint: "0 to 86400")
+            }
+            timeout = n
+        }
+        let store = try Containers.store()
+        return try Containers.each(parsed.positionals) { reference in
+            try stop(try Containers.find(reference, in: store), in: store, timeout: timeout)
+        }
+    }
+
+    /// Stops one container and waits until its monitor has ended: asked
+    /// once (stopRequested), its monitor starts no further run, and a run
+    /// it was starting at that moment (a restart, or the first start of a
+    /// container still being made) is stopped too. A container removed
+    /// meanwhile (--rm) counts as stopped.
+    static func stop(_ record: ContainerRecord, in store: ContainerStore, timeout: Int?) throws {
+        var current = try store.update(record.id) { $0.stopRequested = true }
+        guard current.status != .stopped || Containers.monitorAlive(current) else { return }
+        let wait = Double(timeout ?? current.stopTimeout)
+        ContainerEvents.emit("stop", current, ["signal": String(current.stopSignal), "timeout": String(Int(wait))])
+        var signalled = false
+        let deadline = Timestamp.nowSeconds() + wait + 30
+        while true {
+            if current.status == .running, let ref = current.initProcess, ref.isAlive {
+                if signalled {
+                    kill(current)  // a run that started after the stop: no second grace
+                } else {
+                    signalled = true
+                    ref.signal(current.stopSignal)
+                    if !Containers.waitForInit(current, seconds: wait) { kill(current) }
+                }
+            }
+            // No monitor (not yet, or no more) and no run: nothing will
+            // start it again (a monitor yet to come sees the mark first).
+            if !Containers.monitorAlive(current) && current.status != .running { return }
+            guard Timestamp.nowSeconds() < deadline else {
+                throw ContainerFailure("container \(record.shortID) did not stop within \(Int(wait) + 30) seconds",
+                                       hint: "its monitor is pid \(current.monitor?.pid ?? 0); nook rm -f removes it")
+            }
+            usleep(20_000)
+            guard let next = try? store.record(record.id) else { return }
+            current = (try? Containers.reconcile(next, in: store)) ?? next
+        }
+    }
+
+    /// SIGKILL for everything in the container: the whole cgroup where
+    /// the kernel offers cgroup.kill (Linux 5.14), and the init, whose end
+    /// takes every process of its pid namespace with it.
+    static func kill(_ record: ContainerRecord) {
+        let leaf = "/" + CgroupSession.leaf
+        if let cgroup = record.cgroup, cgroup.hasSuffix(leaf) {
+            let fd = open(String(cgroup.dropLast(leaf.count)) + "/cgroup.kill", O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+            if fd >= 0 {
+                _ = write(fd, "1", 1)
+                close(fd)
+            }
+        }
+        record.initProcess?.signal(SIGKILL)
+    }
+}
+
+enum KillCommand {
+    static let usage = "nook kill [OPTIONS] CONTAINER..."
+    static let summary = "send a signal to detached containers"
+
+    static let options: [OptionSpec] = [
+        OptionSpec("signal", short: "s", value: "SIGNAL", "the signal, by name or number (default KILL)"),
+    ] + CommonOptions.specs
+
+    static var help: String {
+        """
+        Usage: \(usage)
+
+        Send a signal to each container's init, which passes HUP, INT, QUIT, TERM,
+        USR1, USR2 and WINCH on to the command; KILL (the default) ends the whole
+        container at once. A container killed this way is not restarted.
+
+        Options:
+        \(OptionParser.help(options))
+        """
+    }
+
+    static func run(_ args: [String]) throws -> Int32 {
+        guard let parsed = try Containers.parse(args, options: options, command: "kill", help: help) else { return 0 }
+        guard !parsed.positionals.isEmpty else { throw UsageFailure("kill: name a container", hint: usage) }
+        let signal = try Signals.number(parsed.value("signal") ?? "KILL", what: "--signal")
+        let store = try Containers.store()
+        return try Containers.each(parsed.positionals) { reference in
+            var record = try Containers.find(reference, in: store)
+            let initAlive = record.status == .running && record.initProcess?.isAlive == true
+            if signal == SIGKILL && !initAlive && Containers.monitorAlive(record) {
+                // Between restarts (or a run just ending): KILL ends the
+                // restarting as it ends a run, and a run the monitor was
+                // already starting goes too (stop waits for the monitor).
+                try StopCommand.stop(record, in: store, timeout: 0)
+                ContainerEvents.emit("kill", record, ["signal": String(signal)])
+                return
+            }
+            guard record.status == .running, let ref = record.initProcess, ref.isAlive else {
+                let why = record.status == .running ? "its command has just ended"
+                    : Containers.monitorAlive(record) && !record.stopRequested ? "it is restarting; only KILL ends that"
+                    : Containers.statusText(record)
+                throw ContainerFailure("container \(reference) is not running (\(why))")
+            }
+            if signal == SIGKILL {
+                record = try store.update(record.id) { $0.stopRequested = true }
+                StopCommand.kill(record)
+            } else if !ref.signal(signal) {
+                throw ContainerFailure("send \(Signals.name(signal)) to container \(reference): it has ended")
+            }
+            ContainerEvents.emit("kill", record, ["signal": String(signal)])
+        }
+    }
+}
+
+enum RemoveCommand {
+    static let usage = "nook rm [OPTIONS] CONTAINER..."
+    static let summary = "remove stopped detached containers"
+
+    static let options: [OptionSpec] = [
+        OptionSpec("force", short: "f", "stop running containers first (SIGKILL), and remove broken state"),
+    ] + CommonOptions.specs
+
+    static var help: String {
+        """
+        Usage: \(usage)
+
+        Remove each container's state and logs. A running container is refused
+        unless --force, which kills it first. --force also removes a container
+        whose state nook refuses to read (named by its id).
+
+        Options:
+        \(OptionParser.help(options))
+        """
+    }
+
+    static func run(_ args: [String]) throws -> Int32 {
+        guard let parsed = try Containers.parse(args, options: options, command: "rm", help: help) else { return 0 }
+        guard !parsed.positionals.isEmpty else { throw UsageFailure("rm: name a container", hint: usage) }
+        let store = try Containers.store()
+        let force = parsed.has("force")
+        return try Containers.each(parsed.positionals) { reference in
+            try remove(reference, in: store, force: force)
+        }
+    }
+
+    static func remove(_ reference: String, in store: ContainerStore, force: Bool) throws {
+        let record: ContainerRecord
+        do {
+            record = try Containers.find(reference, in: store)
+        } catch let failure as ContainerFailure where force {
+            // Unreadable state: by full id or a unique prefix of one.
+            let matches = store.ids().filter { $0.hasPrefix(reference.lowercased()) }
+            guard matches.count == 1 else { throw failure }
+            try store.removeBroken(id: matches[0])
+            // What is known of it: its id.
+            if let log = try? EventLog(environment: HostProbe.currentEnvironment()) {
+                log.append(ContainerEvent(action: "remove", id: matches[0], name: "", image: "",
+                                          attributes: ["reason": "its state was refused"]))
+            }
+            return
+        }
+        // A stopped container whose monitor still lives is about to start
+        // again (restart policy) or still being made: removing its record
+        // then would leave it running where no command can reach it.
+        let restarting = record.status == .stopped && Containers.monitorAlive(record) && !record.stopRequested
+        if record.status != .stopped || restarting {
+            guard force else {
+                let state = restarting ? "restarting (its restart policy)"
+                    : Containers.statusText(record).lowercased()
+                throw ContainerFailure("container \(reference) is \(state)",
+                                       hint: "stop it first (nook stop \(reference)) or use nook rm -f")
+            }
+        }
+        if record.status != .stopped || Containers.monitorAlive(record) {
+            try StopCommand.stop(record, in: store, timeout: force ? 0 : nil)
+        }
+        // Removed by its own monitor meanwhile (--rm): done.
+        guard let final = try? store.record(record.id) else { return }
+        try store.remove(final)
+        ContainerEvents.emit("remove", final)
+    }
+}
+
+enum WaitCommand {
+    static let usage = "nook wait CONTAINER..."
+    static let summary = "wait for detached containers to stop; print their exit codes"
+
+    static let options: [OptionSpec] = CommonOptions.specs
+
+    static var help: String {
+        """
+        Usage: \(usage)
+
+        Block until each container has stopped, then print its exit code (the
+        command's status, or 128+N when signal N ended it; 137 after the OOM killer).
+
+        Options:
+        \(OptionParser.help(options))
+        """
+    }
+
+    static func run(_ args: [String]) throws -> Int32 {
+        guard let parsed = try Containers.parse(args, options: options, command: "wait", help: help) else { return 0 }
+        guard !parsed.positionals.isEmpty else { throw UsageFailure("wait: name a container", hint: usage) }
+        let store = try Containers.store()
+        for reference in parsed.positionals {
+            var record = try Containers.find(reference, in: store)
+            while !Containers.isFinal(record) {
+                _ = Containers.waitForInit(record, seconds: 1)
+                usleep(20_000)
+                // A container made with --rm is gone once it has stopped:
+                // its status is the last die event's.
+                guard let next = try? Containers.find(record.id, in: store) else {
+                    if let code = lastExitCode(record.id) { record.exit = .init(code: code, reason: "") }
+                    break
+                }
+                record = next
+            }
+            writeStdout("\(record.exit?.code ?? 0)\n")
+        }
+        return 0
+    }
+
+    /// The exit code the last `die` event of container `id` recorded.
+    static func lastExitCode(_ id: String) -> Int32? {
+        guard let log = try? EventLog(environment: HostProbe.currentEnvironment()),
+              let events = try? log.all() else { return nil }
+        return events.last { $0.id == id && $0.action == "die" }.flatMap { $0.attributes["exitCode"] }
+            .flatMap { Int32($0) }
+    }
+
+    /// Stopped for now, but its monitor lives and may start it again.
+    static func isRestarting(_ r: ContainerRecord) -> Bool {
+        r.status == .stopped && Containers.monitorAlive(r)
+    }
+}

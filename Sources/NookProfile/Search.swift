@@ -1,0 +1,115 @@
+// Where `--profile NAME` looks: the user's profiles, the system's, then the
+// stock profiles shipped with nook. The first directory holding NAME.toml
+// wins, so a user's build.toml overrides the stock build.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One directory of the search path.
+public struct ProfileDirectory: Equatable, Sendable {
+    public enum Kind: String, Sendable {
+        case user, system, stock
+    }
+    public var path: String
+    public var kind: Kind
+    public init(_ path: String, _ kind: Kind) {
+        self.path = path
+        self.kind = kind
+    }
+}
+
+/// The directories searched for profile names, in order.
+public struct ProfileSearchPath: Equatable, Sendable {
+    public var directories: [ProfileDirectory]
+
+    public init(_ directories: [ProfileDirectory]) { self.directories = directories }
+
+    /// `$XDG_CONFIG_HOME/nook/profiles` (default `~/.config/nook/profiles`),
+    /// `/etc/nook/profiles`, `<prefix>/share/nook/profiles` for the prefix
+    /// the executable is installed in, and the source tree's Profiles/.
+    public static func standard(
+        home: String, environment: [String: String],
+        executable: String? = currentExecutable()
+    ) -> ProfileSearchPath {
+        var dirs: [ProfileDirectory] = []
+        let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
+        dirs.append(ProfileDirectory(cleanedPath(config + "/nook/profiles"), .user))
+        dirs.append(ProfileDirectory("/etc/nook/profiles", .system))
+        if let executable, executable.hasPrefix("/") {
+            let prefix = directoryOf(directoryOf(executable))
+            dirs.append(ProfileDirectory(cleanedPath(prefix + "/share/nook/profiles"), .stock))
+        }
+        if let tree = sourceTreeProfiles, !dirs.contains(where: { $0.path == tree }) {
+            dirs.append(ProfileDirectory(tree, .stock))
+        }
+        return ProfileSearchPath(dirs)
+    }
+
+    /// Profiles/ of the checkout nook was built from, so that a binary run
+    /// from the build directory (or a copy of it) finds the stock profiles
+    /// without being installed. Absent when the checkout is not there.
+    static var sourceTreeProfiles: String? {
+        // #filePath is <checkout>/Sources/NookProfile/Search.swift.
+        let file = #filePath
+        guard file.hasPrefix("/") else { return nil }
+        let checkout = directoryOf(directoryOf(directoryOf(file)))
+        let path = checkout + "/Profiles"
+        var sb = stat()
+        guard stat(path, &sb) == 0, (sb.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        return path
+    }
+
+    /// The running executable, from /proc/self/exe.
+    public static func currentExecutable() -> String? {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// A profile name is a file name without its `.toml`: letters, digits,
+    /// `-`, `_` and `.`, not starting with a dot.
+    public static func isName(_ reference: String) -> Bool {
+        !reference.isEmpty && !reference.hasPrefix(".") && !reference.hasSuffix(".toml")
+            && reference.allSatisfy {
+                $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".")
+            }
+    }
+
+    /// Whether a reference names a file rather than a profile.
+    public static func isPath(_ reference: String) -> Bool {
+        reference.contains("/") || reference.hasSuffix(".toml")
+    }
+
+    /// The first file named `name`.toml, skipping `excluding` (a profile
+    /// that extends its own name means the next one down the path).
+    public func find(_ name: String, excluding: String? = nil, in fs: any ProfileFileSystem) -> String? {
+        for dir in directories {
+            let path = dir.path + "/" + name + ".toml"
+            if let excluding, fs.canonical(path) == excluding { continue }
+            if fs.tomlFiles(in: dir.path).contains(name + ".toml") { return path }
+        }
+        return nil
+    }
+
+    /// Every profile name, with the file it resolves to and the files of
+    /// the same name it hides.
+    public func list(in fs: any ProfileFileSystem) -> [(
+        name: String, file: String, kind: ProfileDirectory.Kind,
+        shadowed: [String]
+    )] {
+        var out: [(name: String, file: String, kind: ProfileDirectory.Kind, shadowed: [String])] = []
+        for dir in directories {
+            for file in fs.tomlFiles(in: dir.path) {
+                let name = String(file.dropLast(5))
+                let path = dir.path + "/" + file
+                if let i = out.firstIndex(where: { $0.name == name }) {
+                    out[i].shadowed.append(path)
+                } else {
+                    out.append((name, path, dir.kind, []))
+                }
+            }
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNookSys
+import NookSupport
+
+/// A process named so that a reused pid is never taken for it: its pid and
+/// its start time (clock ticks after boot, /proc/PID/stat field 22), which
+/// the kernel never gives two processes with the same pid.
+public struct ProcessRef: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var pid: Int32
+    public var start: UInt64
+
+    public init(pid: Int32, start: UInt64) {
+        self.pid = pid
+        self.start = start
+    }
+
+    /// The process `pid` as it is now; nil when there is none.
+    public static func current(_ pid: Int32) -> ProcessRef? {
+        guard pid > 0, let s = ProcStat.read(pid) else { return nil }
+        return ProcessRef(pid: pid, start: s.start)
+    }
+
+    /// True while this very process exists (a zombie counts until reaped).
+    /// Running, not reused, and not a zombie waiting to be reaped (a
+    /// monitor whose reaper is slow has ended all the same).
+    public var isAlive: Bool {
+        guard let stat = ProcStat.read(pid) else { return false }
+        return stat.start == start && stat.state != "Z" && stat.state != "X"
+    }
+
+    /// A pidfd for this process, checked after opening: if the pid was
+    /// reused in between, the start time differs and nil is returned.
+    public func openPidfd() -> Int32? {
+        let fd = nook_pidfd_open(pid, 0)
+        guard fd >= 0 else { return nil }
+        guard isAlive else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Sends `signal` through a checked pidfd; false when the process is gone.
+    @discardableResult
+    public func signal(_ signal: Int32) -> Bool {
+        guard let fd = openPidfd() else { return false }
+        defer { close(fd) }
+        return nook_pidfd_send_signal(fd, signal, 0) == 0
+    }
+
+    /// Its children, from every process's parent field.
+    public func children() -> [ProcessRef] {
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        var out: [ProcessRef] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name), let s = ProcStat.read(pid), s.parent == self.pid else { continue }
+            out.append(ProcessRef(pid: pid, start: s.start))
+        }
+        return out.sorted { $0.start < $1.start }
+    }
+
+    public var description: String { "pid \(pid)" }
+}
+
+/// The fields of /proc/PID/stat nook uses.
+enum ProcStat {
+    static func read(_ pid: Int32) -> (state: Character, parent: Int32, start: UInt64)? {
+        guard let text = readTextFile("/proc/\(pid)/stat", limit: 4096),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name (which may hold spaces and parentheses):
+        // state (3), ppid (4), ... starttime (22).
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let state = fields[0].first, let parent = Int32(fields[1]),
+              let start = UInt64(fields[19]) else { return nil }
+        return (state, parent, start)
+    }
+}
