@@ -159,13 +159,40 @@ public final class ContainerStore: @unchecked Sendable {
     }
 
     /// Deletes `id`'s directory and what is in it, without following links.
+    /// The directory is first renamed out of the way, in one step: a nook
+    /// command that reaches for the container afterwards (the monitor of a
+    /// container removed while `nook run -d` was still making it, taking its
+    /// lock) finds nothing there, instead of making a file in a directory
+    /// being emptied, which then stayed behind. Caller holds the store lock.
     func removeDirectory(_ id: String) {
-        let fd = openat(rootFD, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if fd >= 0 {
+        let doomed = Self.removedPrefix + id
+        if renameat(rootFD, id, rootFD, doomed) != 0 && errno != ENOENT {
+            // Not renamed (a leftover of the same id): emptied in place.
+            deleteTree(id)
+        }
+        sweepRemoved()
+    }
+
+    /// Names a removed container's directory has until it is gone.
+    static let removedPrefix = ".removed-"
+
+    /// Empties and deletes every renamed directory: this removal's, and
+    /// any a removal that was killed half-way left.
+    func sweepRemoved() {
+        for name in list(nil) where name.hasPrefix(Self.removedPrefix) { deleteTree(name) }
+    }
+
+    /// Deletes a directory of plain files; a few rounds, for a file that a
+    /// process holding the directory open still made while it was emptied.
+    func deleteTree(_ name: String) {
+        for _ in 0..<5 {
+            let fd = openat(rootFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { return }
             for entry in entries(of: fd) { _ = unlinkat(fd, entry, 0) }
             close(fd)
+            if unlinkat(rootFD, name, AT_REMOVEDIR) == 0 || errno == ENOENT { return }
+            usleep(10_000)
         }
-        _ = unlinkat(rootFD, id, AT_REMOVEDIR)
     }
 
     // MARK: Reading

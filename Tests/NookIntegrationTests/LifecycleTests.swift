@@ -60,7 +60,7 @@ struct LifecycleFixture {
     /// The container directories left in the store.
     var containerDirectories: [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: runtime + "/nook/containers")) ?? [])
-            .filter { $0.count == 64 }
+            .filter { $0.count == 64 || $0.hasPrefix(".removed-") }
     }
 
     var names: [String] {
@@ -306,19 +306,32 @@ struct LifecycleTests {
     }
 
     /// rm -f while nook run -d was still making the container waited 30 s
-    /// and failed, and the container then ran anyway.
-    @Test func aContainerStoppedWhileBeingMadeNeverRuns() {
+    /// and failed, and the container then ran anyway. Later (CI): the
+    /// monitor took the container's lock while rm emptied its directory,
+    /// and the directory stayed behind with the lock file in it; and
+    /// run -d then said the scope's job had failed. rm -f comes here at
+    /// several points of the making, each time.
+    @Test(arguments: ["0", "0.01", "0.05", "0.15", "0.3"])
+    func aContainerStoppedWhileBeingMadeNeverRuns(_ delay: String) {
         let f = LifecycleFixture()
         let out = f.sh("""
-            $NOOK run -d --name race -- sleep 300 '# \(f.tag)' >/dev/null 2>run.err &
-            pid=$!
-            for i in $(seq 200); do [ -e $XDG_RUNTIME_DIR/nook/containers/names/race ] && break; sleep 0.005; done
-            $NOOK rm -f race; echo "rm $?"
-            wait $pid; echo "run $?"
-            """, timeout: 25)
-        #expect(out.stdout.contains("rm 0\n"), "\(out)")
+            for round in 1 2 3; do
+                $NOOK run -d --name race -- sleep 300 '# \(f.tag)' >/dev/null 2>run.err &
+                pid=$!
+                for i in $(seq 400); do [ -e $XDG_RUNTIME_DIR/nook/containers/names/race ] && break; sleep 0.005; done
+                sleep \(delay)
+                $NOOK rm -f race >/dev/null; echo "rm $?"
+                wait $pid; echo "run $?"
+                cat run.err
+            done
+            """, timeout: 60)
+        #expect(!out.stdout.contains("rm 1") && out.stdout.components(separatedBy: "rm 0\n").count == 4, "\(out)")
+        // Either it ran (and rm -f ended it) or run -d says why not.
+        for line in out.stdout.split(separator: "\n") where line.hasPrefix("nook:") {
+            #expect(line.contains("was stopped") || line.contains("was removed (nook rm -f)"), "\(out)")
+        }
         #expect(f.eventually { f.processes.isEmpty }, "\(f.processes)")
-        #expect(f.eventually { f.containerDirectories.isEmpty && f.names.isEmpty })
+        #expect(f.eventually { f.containerDirectories.isEmpty && f.names.isEmpty }, "\(f.containerDirectories)")
     }
 
     /// wait printed 0 for a --rm container whatever its command returned,

@@ -170,37 +170,41 @@ enum DetachCommand {
             return r
         }, name: parsed.value("name"))
         ContainerEvents.emit("create", record)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try store.write(record.id, file: "spec.json", Array(try encoder.encode(spec)))
         withExtendedLifetime(prepared.lease) {}
+        // nook rm -f may remove the container while it is being made: what
+        // then fails here (its directory is gone) is said as that.
+        let removed = ContainerFailure("container \(record.name) was removed (nook rm -f) before its command started")
 
+        var answer: String
+        let monitor: pid_t
         do {
-            var (answer, monitor) = try spawnMonitor(record.id)
-            // Warnings of the start (a limit that will not hold) come first.
-            while answer.hasPrefix(StatusChannel.warningPrefix), let end = answer.firstIndex(of: "\n") {
-                writeStderr(String(answer[...end]))
-                answer = String(answer[answer.index(after: end)...])
-            }
-            if answer.hasPrefix("ok") {
-                writeStdout(record.id + "\n")
-                if let notifySocket { notifyReady(socket: notifySocket, monitor: monitor, name: record.name) }
-                return 0
-            }
-            // The monitor said why the command did not start (its own
-            // output, already in the words nook prints).
-            if let current = try? store.record(record.id), (try? store.remove(current)) != nil {
-                ContainerEvents.emit("remove", current)
-            }
-            writeStderr(answer.hasPrefix("nook:") ? answer : "nook: \(answer)")
-            return 125
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try store.write(record.id, file: "spec.json", Array(try encoder.encode(spec)))
+            (answer, monitor) = try spawnMonitor(record.id)
         } catch {
-            if let current = try? store.record(record.id), current.monitor.map({ !$0.isAlive }) ?? true,
-               (try? store.remove(current)) != nil {
+            guard let current = try? store.record(record.id) else { throw removed }
+            if current.monitor.map({ !$0.isAlive }) ?? true, (try? store.remove(current)) != nil {
                 ContainerEvents.emit("remove", current)
             }
             throw error
         }
+        // Warnings of the start (a limit that will not hold) come first.
+        while answer.hasPrefix(StatusChannel.warningPrefix), let end = answer.firstIndex(of: "\n") {
+            writeStderr(String(answer[...end]))
+            answer = String(answer[answer.index(after: end)...])
+        }
+        if answer.hasPrefix("ok") {
+            writeStdout(record.id + "\n")
+            if let notifySocket { notifyReady(socket: notifySocket, monitor: monitor, name: record.name) }
+            return 0
+        }
+        // The monitor said why the command did not start (its own output,
+        // already in the words nook prints).
+        guard let current = try? store.record(record.id) else { throw removed }
+        if (try? store.remove(current)) != nil { ContainerEvents.emit("remove", current) }
+        writeStderr(answer.hasPrefix("nook:") ? answer : "nook: \(answer)")
+        return 125
     }
 
     /// Type=notify: the command runs, and the monitor (in this unit's

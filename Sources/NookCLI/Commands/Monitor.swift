@@ -129,7 +129,7 @@ final class Monitor {
                     r.finished = Timestamp.nowSeconds()
                     if r.exit == nil { r.exit = .init(code: 0, reason: "stopped before its command started") }
                 }
-                status.fail("nook: container \(record.shortID) was stopped before its command started\n")
+                status.fail("nook: container \(record.name) was stopped before its command started\n")
                 break
             }
             do {
@@ -142,6 +142,18 @@ final class Monitor {
                 // Said in the log too: the monitor's stderr is the container's.
                 writeStderr("nook: \(text)\n")
                 drain()
+                // nook stop or rm -f came while the command was starting
+                // and ended what was started (the scope's job then fails):
+                // that, not the failure it caused, is what happened.
+                if status.open, (try? store.record(id))?.stopRequested == true {
+                    record = try store.update(id) { r in
+                        r.status = .stopped
+                        r.finished = Timestamp.nowSeconds()
+                        r.exit = .init(code: 0, reason: "stopped while its command was starting")
+                    }
+                    status.fail("nook: container \(record.name) was stopped while its command was starting\n")
+                    break
+                }
                 if status.open {
                     record = try store.update(id) { r in
                         r.status = .stopped
