@@ -232,7 +232,11 @@ enum Merger {
         r.limits.memorySwap = limit("limits.swap")
         r.limits.memoryHigh = limit("limits.memory_high")
         r.limits.pids = limit("limits.pids")
-        if case .number(let n)? = m.scalars["limits.cpus"]?.value { r.limits.cpus = n }
+        switch m.scalars["limits.cpus"]?.value {
+        case .number(let n)?: r.limits.cpus = n
+        case .limit(.max)?: r.limits.cpus = .infinity
+        default: break
+        }
         r.limits.cpuWeight = integer("limits.cpu_weight").map { UInt64($0) }
         r.limits.ioWeight = integer("limits.io_weight").map { UInt64($0) }
         r.limits.allowedCPUs = string("limits.allowed_cpus")

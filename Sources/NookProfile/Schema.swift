@@ -240,8 +240,15 @@ enum Schema {
             switch n.value {
             case .integer(let i, _): v = Double(i)
             case .float(let d): v = d
+            case .string:
+                guard let s = c.string(n) else { return nil }
+                guard s == "max" else {
+                    c.fail(n, "\(n.excerpt) is not a number of CPUs; expected a number such as 2 or 1.5, or \"max\"")
+                    return nil
+                }
+                return (.limit(.max), "")
             default:
-                c.wrongType(n, expected: "a number of CPUs, as 2 or 1.5")
+                c.wrongType(n, expected: "a number of CPUs, as 2 or 1.5, or \"max\"")
                 return nil
             }
             guard v.isFinite, v >= 0.01, v <= 4096 else {

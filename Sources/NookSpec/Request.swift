@@ -214,7 +214,8 @@ public struct ResourceLimits: Equatable, Sendable {
     public var memorySwap: LimitValue?
     public var memoryHigh: LimitValue?
     public var pids: LimitValue?
-    /// CPUs worth of time, 1.5 = 150% of one CPU.
+    /// CPUs worth of time, 1.5 = 150% of one CPU; `.infinity` is max, no
+    /// limit (asked for to lift a profile's).
     public var cpus: Double?
     /// 1..10000 (cgroup v2 cpu.weight).
     public var cpuWeight: UInt64?

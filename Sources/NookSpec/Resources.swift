@@ -206,7 +206,13 @@ extension Resolver {
         if let pids = limits.pids {
             r.pids = LinuxPids(limit: try signed(pids, .pids, zero: "a sandbox needs at least one process"))
         }
-        if let cpus = limits.cpus {
+        if limits.cpus == .infinity {
+            // max: no quota (OCI's -1), and nothing a cgroup must enforce.
+            var cpu = r.cpu ?? LinuxCPU()
+            cpu.quota = -1
+            cpu.period = cpuPeriod
+            r.cpu = cpu
+        } else if let cpus = limits.cpus {
             guard cpus.isFinite, cpus > 0 else {
                 throw ResolveError("cpus limit \(cpus): not a positive number of CPUs",
                                    hint: "give a number such as 0.5 or 2; leave it out for no limit")
@@ -262,7 +268,7 @@ extension Resolver {
         if limits.memorySwap != nil { names.append(.memorySwap) }
         if limits.memoryHigh != nil { names.append(.memoryHigh) }
         if limits.pids != nil { names.append(.pids) }
-        if limits.cpus != nil { names.append(.cpus) }
+        if let cpus = limits.cpus, cpus.isFinite { names.append(.cpus) }
         if limits.cpuWeight != nil { names.append(.cpuWeight) }
         if limits.ioWeight != nil { names.append(.ioWeight) }
         if limits.allowedCPUs != nil { names.append(.cpusetCPUs) }

@@ -60,6 +60,18 @@ struct OptionTests {
         #expect(throws: UsageFailure.self) { try RunCommand.ulimit("bogus=1") }
     }
 
+    /// --cpus -1 was "not a number" though -1 and max mean no limit for
+    /// every other limit flag.
+    @Test(arguments: ["max", "unlimited", "-1"])
+    func cpusTakeMaxAsNoLimit(_ text: String) throws {
+        var r = SandboxRequest()
+        try RunCommand.limits(from: try parse(["--cpus", text, "true"]), into: &r)
+        #expect(r.limits.cpus == .infinity)
+        #expect(throws: UsageFailure.self) {
+            try RunCommand.limits(from: try parse(["--cpus", "lots", "true"]), into: &r)
+        }
+    }
+
     @Test func theHelpListsEveryOption() {
         for option in RunCommand.options {
             #expect(RunCommand.help.contains("--\(option.long)"))

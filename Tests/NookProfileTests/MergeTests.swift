@@ -165,6 +165,10 @@ struct MergeTests {
         #expect(l.allowedCPUs == "0-3,6")
         #expect(l.required == ["memory"])
         #expect(p.request.cgroupManager == .systemd)
+        // cpus = "max" lifts a parent's limit: no limit, never 0 CPUs.
+        let lifted = try load(["main": "extends = [\"base\"]\n[limits]\ncpus = \"max\"\n",
+                               "base": "[limits]\ncpus = 2\n"])
+        #expect(lifted.request.limits.cpus == .infinity)
         #expect(
             p.request.rlimits == [
                 Rlimit(type: "RLIMIT_NOFILE", hard: 1024, soft: 1024),

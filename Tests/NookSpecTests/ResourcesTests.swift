@@ -76,6 +76,16 @@ struct ResourcesTests {
         #expect(try resolve { _ in }.linux?.resources == nil)
     }
 
+    /// --cpus max (or -1) was refused as "not a number" although -1 and
+    /// max mean no limit everywhere else: no quota, nothing to enforce.
+    @Test func cpusMaxIsNoQuotaAndNoLimitToEnforce() throws {
+        let spec = try resolve { $0.limits.cpus = .infinity }
+        #expect(spec.linux?.resources?.cpu?.quota == -1)
+        var limits = ResourceLimits()
+        limits.cpus = .infinity
+        #expect(Resolver.askedLimits(limits).isEmpty)
+    }
+
     @Test func theSandboxSeesItsCgroupReadOnlyUntilItGetsOneOfItsOwn() throws {
         let spec = try resolve { _ in }
         let mount = spec.mounts?.first { $0.destination == "/sys/fs/cgroup" }

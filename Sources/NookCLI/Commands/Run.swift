@@ -386,10 +386,15 @@ enum RunCommand {
             r.limits.pids = value
         }
         if let text = parsed.value("cpus") {
-            guard let n = Double(text), n.isFinite else {
-                throw UsageFailure("--cpus \(text): not a number", hint: "give CPUs as a number such as 0.5 or 2")
+            if LimitParser.count(text) == .max {
+                r.limits.cpus = .infinity
+            } else {
+                guard let n = Double(text), n.isFinite else {
+                    throw UsageFailure("--cpus \(text): not a number",
+                                       hint: "give CPUs as a number such as 0.5 or 2, or max for no limit")
+                }
+                r.limits.cpus = n
             }
-            r.limits.cpus = n
         }
         r.limits.cpuWeight = try weight("cpu-weight")
         r.limits.ioWeight = try weight("io-weight")
