@@ -27,12 +27,17 @@ public struct ContainerRecord: Codable, Equatable, Sendable {
         /// In words: "exited", "killed by signal 9", "start failed: ...",
         /// "the monitor was killed", ...
         public var reason: String
+        /// Its monitor died before it could record how the command ended
+        /// (and took the command with it); nil in records of older nooks.
+        public var monitorLost: Bool?
 
-        public init(code: Int32, signal: Int32? = nil, oomKilled: Bool = false, reason: String) {
+        public init(code: Int32, signal: Int32? = nil, oomKilled: Bool = false, reason: String,
+                    monitorLost: Bool? = nil) {
             self.code = code
             self.signal = signal
             self.oomKilled = oomKilled
             self.reason = reason
+            self.monitorLost = monitorLost
         }
     }
 

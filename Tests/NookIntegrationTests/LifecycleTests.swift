@@ -164,7 +164,9 @@ struct LifecycleTests {
         f.start(["--", "sh", "-c", "sleep 300 # \(f.tag)"], name: "victim")
         let monitor = try #require(f.state("victim")["monitor"] as? [String: Any])["pid"] as? Int
         f.sh("kill -9 \(try #require(monitor))")
+        // ps says the monitor was killed, not only "Exited (137)".
         #expect(f.eventually { f.nook(["ps", "-a"]).stdout.contains("Exited (137)") })
+        #expect(f.nook(["ps", "-a"]).stdout.contains("ago (monitor killed)"))
         // The monitor could not record the end; the command that found it
         // gone does, in the events too, and only once.
         f.nook(["ps", "-a"])

@@ -37,7 +37,7 @@ enum Containers {
             r.exit = .init(code: 137, signal: SIGKILL, reason: r.monitor == nil
                 ? "never started: the nook that made it ended first"
                 : "its monitor (pid \(r.monitor?.pid ?? 0)) ended without recording how the command ended; "
-                    + "the command went with it")
+                    + "the command went with it", monitorLost: true)
         }
         // The monitor that would have said so is gone: said here, once
         // (the update above is under the record's lock).
@@ -87,7 +87,9 @@ enum Containers {
             return text
         case .stopped:
             let code = r.exit?.code ?? 0
-            return "Exited (\(code)) \(duration(now - (r.finished ?? now))) ago"
+            let why = r.exit?.monitorLost == true ? (r.monitor == nil ? " (never started)" : " (monitor killed)")
+                : r.exit?.oomKilled == true ? " (OOM killed)" : ""
+            return "Exited (\(code)) \(duration(now - (r.finished ?? now))) ago" + why
         }
     }
 
