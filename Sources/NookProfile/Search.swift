@@ -26,7 +26,8 @@ public struct ProfileSearchPath: Equatable, Sendable {
 
     /// `$XDG_CONFIG_HOME/nook/profiles` (default `~/.config/nook/profiles`),
     /// `/etc/nook/profiles`, `<prefix>/share/nook/profiles` for the prefix
-    /// the executable is installed in, and the source tree's Profiles/.
+    /// the executable is installed in, and, for a nook that is not
+    /// installed (no such directory there), the source tree's Profiles/.
     public static func standard(
         home: String, environment: [String: String],
         executable: String? = currentExecutable()
@@ -35,11 +36,17 @@ public struct ProfileSearchPath: Equatable, Sendable {
         let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
         dirs.append(ProfileDirectory(cleanedPath(config + "/nook/profiles"), .user))
         dirs.append(ProfileDirectory("/etc/nook/profiles", .system))
+        var installed = false
         if let executable, executable.hasPrefix("/") {
             let prefix = directoryOf(directoryOf(executable))
-            dirs.append(ProfileDirectory(cleanedPath(prefix + "/share/nook/profiles"), .stock))
+            let share = cleanedPath(prefix + "/share/nook/profiles")
+            dirs.append(ProfileDirectory(share, .stock))
+            installed = isDirectory(share)
         }
-        if let tree = sourceTreeProfiles, !dirs.contains(where: { $0.path == tree }) {
+        // An installed nook never reads the checkout it was built from
+        // (a directory its builder may go on changing): it showed every
+        // stock profile as overriding that checkout's copy.
+        if !installed, let tree = sourceTreeProfiles, !dirs.contains(where: { $0.path == tree }) {
             dirs.append(ProfileDirectory(tree, .stock))
         }
         return ProfileSearchPath(dirs)
@@ -54,9 +61,12 @@ public struct ProfileSearchPath: Equatable, Sendable {
         guard file.hasPrefix("/") else { return nil }
         let checkout = directoryOf(directoryOf(directoryOf(file)))
         let path = checkout + "/Profiles"
+        return isDirectory(path) ? path : nil
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
         var sb = stat()
-        guard stat(path, &sb) == 0, (sb.st_mode & S_IFMT) == S_IFDIR else { return nil }
-        return path
+        return stat(path, &sb) == 0 && (sb.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// The running executable, from /proc/self/exe.

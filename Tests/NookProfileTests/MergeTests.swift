@@ -1,3 +1,4 @@
+import Foundation
 import NookSpec
 import Testing
 
@@ -319,6 +320,20 @@ struct SearchPathTests {
         #expect(stock.contains { $0.hasSuffix("/Profiles") }, "\(path)")
         let found = path.find("build", in: DiskFileSystem())
         #expect(found?.hasSuffix("/Profiles/build.toml") == true)
+    }
+
+    /// An installed nook (make install) still searched the checkout it
+    /// was built from, and profile list showed each stock profile as
+    /// overriding the checkout's.
+    @Test func anInstalledNookSearchesOnlyItsOwnShare() throws {
+        let prefix = FileManager.default.temporaryDirectory.path + "/nook-prefix-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: prefix + "/share/nook/profiles", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: prefix) }
+        let path = ProfileSearchPath.standard(home: "/nonexistent", environment: [:], executable: prefix + "/bin/nook")
+        #expect(path.directories.filter { $0.kind == .stock }.map(\.path) == [prefix + "/share/nook/profiles"])
+        let uninstalled = ProfileSearchPath.standard(home: "/nonexistent", environment: [:],
+                                                     executable: prefix + "/elsewhere/bin/nook")
+        #expect(uninstalled.directories.contains { $0.path.hasSuffix("/Profiles") })
     }
 
     @Test func aUserProfileOverridesAStockOneOfTheSameName() throws {
