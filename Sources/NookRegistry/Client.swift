@@ -122,8 +122,12 @@ final class RegistryClient: @unchecked Sendable {
                 if failure.code == -EFBIG {
                     throw .tooLarge(registry: registry, what: what, limit: a.maxBody, option: nil)
                 }
-                if failure.isTLS && plainAllowed && !locked({ schemeSettled }) && !failure.isCertificate {
-                    Log.info("\(registry) does not speak TLS; using plain HTTP (it is \(RegistryConfig.isLoopback(host) ? "a loopback address" : "listed as insecure"))")
+                // A registry that may speak plain HTTP and does not answer
+                // HTTPS (TLS fails, or nothing listens on 443 of
+                // localhost): plain HTTP, as docker does for these.
+                if (failure.isTLS || (failure.isRefused && locked({ scheme }) == "https")) && plainAllowed
+                    && !locked({ schemeSettled }) && !failure.isCertificate {
+                    Log.info("\(registry) does not answer HTTPS; using plain HTTP (it is \(RegistryConfig.isLoopback(host) ? "a loopback address" : "listed as insecure"))")
                     locked {
                         scheme = "http"
                         schemeSettled = true

@@ -81,6 +81,8 @@ struct TransferFailure: Error {
     /// registry speaks plain HTTP.
     var isTLS: Bool { [35, 53, 54, 58, 59, 60, 66, 77, 80, 82, 83, 90, 91].contains(curlCode) }
     var isCertificate: Bool { [60, 77, 83, 90, 91].contains(curlCode) }
+    /// Nothing accepted the connection (CURLE_COULDNT_CONNECT).
+    var isRefused: Bool { curlCode == 7 }
 }
 
 /// Set from another thread to end transfers in progress.

@@ -46,17 +46,27 @@ public struct UsageFailure: NookFailure {
     public var description: String { message }
 }
 
-/// Another failure, with a hint nook found out afterwards.
+/// Another failure, with a hint nook found out afterwards, or with what
+/// nook was doing when it happened put first.
 public struct HintedFailure: NookFailure {
     public let underlying: any NookFailure
     public let hint: String?
+    public let context: String?
 
     public init(_ underlying: any NookFailure, hint: String) {
         self.underlying = underlying
         self.hint = hint
+        context = nil
     }
 
-    public var description: String { underlying.description }
+    /// "CONTEXT: what failed", with the failure's own hint.
+    public init(_ underlying: any NookFailure, context: String) {
+        self.underlying = underlying
+        hint = underlying.hint
+        self.context = context
+    }
+
+    public var description: String { (context.map { $0 + ": " } ?? "") + underlying.description }
     public var exitCode: Int32 { underlying.exitCode }
 }
 

@@ -74,6 +74,21 @@ struct RegistryPullTests {
         #expect(quiet.status == 0 && quiet.stdout.hasPrefix("sha256:") && quiet.stderr.isEmpty, "\(quiet)")
     }
 
+    /// run of a missing localhost/NAME tried https://localhost:443 five
+    /// times and said only that the connection failed; a registry on a
+    /// loopback port that refused HTTPS was never asked over HTTP.
+    @Test func aMissingImageSaysItIsMissingBeforeWhyThePullFailed() throws {
+        let f = ImageFixture()
+        let local = f.nook(["run", "localhost/nope:1", "--", "true"])
+        #expect(local.status == 125 && local.stderr.contains("no image localhost/nope:1 in the store")
+            && local.stderr.contains("localhost:5000/NAME") && !local.stderr.contains("connect"), "\(local)")
+        // Nothing listens on port 1 of the loopback: HTTPS, then HTTP.
+        let gone = f.nook(["run", "-v", "127.0.0.1:1/nope:1", "--", "true"], timeout: 60)
+        #expect(gone.status == 125
+            && gone.stderr.contains("no image 127.0.0.1:1/nope:1 in the store, and pulling it failed: ")
+            && gone.stderr.contains("does not answer HTTPS; using plain HTTP"), "\(gone)")
+    }
+
     @Test func anIndexGivesThisHostsImageOrTheOneAskedFor() throws {
         let f = ImageFixture()
         let registry = try #require(RegistryServer())

@@ -15,13 +15,20 @@ enum ImageRun {
         if found == nil && policy != .never && shouldPull(reference, host: host) {
             var options = try PullCommand.pullOptions(parsed)
             options.load = LoadOptions()
-            let result = try PullCommand.pullImage(reference, options: options, parsed: parsed)
-            found = result.image
+            do {
+                found = try PullCommand.pullImage(reference, options: options, parsed: parsed).image
+            } catch let failure as any NookFailure where policy == .missing {
+                throw HintedFailure(failure, context: "no image \(reference) in the store, and pulling it failed")
+            }
         }
         guard let image = found else {
+            let local = (try? Reference.parse(reference))?.registry == "localhost"
             throw UsageFailure("no image \(reference) in the store",
-                               hint: "nook image ls lists them; nook pull or nook image load adds one. To run a "
-                                   + "command called \(reference), put -- first: nook run -- \(reference) ...")
+                               hint: "nook image ls lists them; nook pull or nook image load adds one. "
+                                   + (local ? "localhost/ names images made or loaded on this machine, never pulled; "
+                                          + "a registry on this machine is named with its port: localhost:5000/NAME"
+                                        : "To run a command called \(reference), put -- first: "
+                                          + "nook run -- \(reference) ..."))
         }
         try image.requireRunnable()
         let lease = try store.lease(image)
@@ -35,9 +42,12 @@ enum ImageRun {
 
     /// Whether a missing image is looked for in a registry: a name with a
     /// registry, or a short name while registries are set to search. An
-    /// image id (hex) is never pulled.
+    /// image id (hex) is never pulled, nor localhost/NAME: podman and
+    /// buildah name the images they make so, and nothing serves them on
+    /// https://localhost (a registry on this machine has a port).
     static func shouldPull(_ reference: String, host: HostContext) -> Bool {
         guard let parsed = try? Reference.parse(reference) else { return false }
+        if parsed.registry == "localhost" { return false }
         if parsed.registry != nil { return true }
         let config = try? RegistryConfig.load(path: RegistryConfig.defaultPath(environment: host.environment, home: host.home))
         return !(config?.searchRegistries.isEmpty ?? true)
