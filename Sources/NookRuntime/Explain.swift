@@ -13,9 +13,16 @@ import NookSupport
 /// path are notified too: nook looks at the path through /proc/PID/root and
 /// lets the call go on unchanged, noting when its target lies on a read-only
 /// mount or in the hidden home. Runs without --explain load the ordinary
-/// filter and pay nothing. Argument-conditioned refusals (terminal injection,
-/// namespace flags) stay in their own filter and are not explained: only one
-/// filter of a process may have a listener.
+/// filter and pay nothing.
+///
+/// Argument-conditioned refusals (terminal injection, namespace flags) live
+/// in a second filter of the ordinary policy, and only one filter of a
+/// process may have a listener; a refusal there (ERRNO) would also win over
+/// the first filter's notification. So with --explain every call of such a
+/// name is notified from the one filter, and nook compares the call's
+/// arguments (registers, which the caller cannot change afterwards) with the
+/// refusing rules itself: a match gets the rule's errno and is explained,
+/// anything else goes on. Should nook die, the calls fail: never allowed.
 public final class Explainer {
     /// Path-taking calls that write, with the argument indexes of
     /// (directory fd or nil, path) for each path they modify.
@@ -42,6 +49,9 @@ public final class Explainer {
         public var defaultErrno: Int32
         /// Where the profile's rules came from, to name the line to change.
         public var origins = RuleOrigins()
+        /// The refusing rules with argument conditions, by call name:
+        /// those calls are notified and compared here.
+        public var conditional: [String: [SeccompRule]] = [:]
     }
 
     /// Turns a policy's refusals into notifications (see the type's comment).
@@ -54,9 +64,20 @@ public final class Explainer {
             out.defaultAction = "SCMP_ACT_NOTIFY"
             out.defaultErrnoRet = nil
         }
+        // Only calls otherwise allowed outright ("allowed, except when"):
+        // any other mix keeps its rules, and its second filter, unexplained.
+        let allowed = Set((seccomp.syscalls ?? []).filter { $0.action == "SCMP_ACT_ALLOW" && ($0.args ?? []).isEmpty }
+            .flatMap(\.names))
+        var conditionalRefusals: [String: [SeccompRule]] = [:]
+        for rule in seccomp.syscalls ?? [] where rule.action == "SCMP_ACT_ERRNO" && !(rule.args ?? []).isEmpty {
+            for name in rule.names where allowed.contains(name) { conditionalRefusals[name, default: []].append(rule) }
+        }
         var rules: [SeccompRule] = []
         for var rule in seccomp.syscalls ?? [] {
             let conditional = !(rule.args ?? []).isEmpty
+            // Calls refused on a condition are notified whole (below).
+            rule.names.removeAll { conditionalRefusals[$0] != nil }
+            if rule.names.isEmpty { continue }
             if rule.action == "SCMP_ACT_ERRNO" && !conditional {
                 for name in rule.names { replies[name] = Int32(rule.errnoRet ?? 1) }
                 rule.action = "SCMP_ACT_NOTIFY"
@@ -85,8 +106,59 @@ public final class Explainer {
                 rules.append(SeccompRule(names: [name], action: "SCMP_ACT_NOTIFY"))
             }
         }
+        for name in conditionalRefusals.keys.sorted() {
+            rules.append(SeccompRule(names: [name], action: "SCMP_ACT_NOTIFY"))
+        }
         out.syscalls = rules
-        return Variant(seccomp: out, replies: replies, defaultErrno: defaultErrno)
+        return Variant(seccomp: out, replies: replies, defaultErrno: defaultErrno, conditional: conditionalRefusals)
+    }
+
+    /// The first refusing rule whose conditions all hold for `args`, as
+    /// the kernel would compare them.
+    static func refusal(_ rules: [SeccompRule], args: [UInt64]) -> SeccompRule? {
+        rules.first { rule in
+            (rule.args ?? []).allSatisfy { a in
+                guard Int(a.index) < args.count else { return false }
+                let v = args[Int(a.index)]
+                switch a.op {
+                case "SCMP_CMP_NE": return v != a.value
+                case "SCMP_CMP_LT": return v < a.value
+                case "SCMP_CMP_LE": return v <= a.value
+                case "SCMP_CMP_EQ": return v == a.value
+                case "SCMP_CMP_GE": return v >= a.value
+                case "SCMP_CMP_GT": return v > a.value
+                case "SCMP_CMP_MASKED_EQ": return v & a.value == (a.valueTwo ?? 0)
+                default: return true  // unknown: refused, as compile would have refused the policy
+                }
+            }
+        }
+    }
+
+    static let namespaceNames: [UInt64: String] = [
+        0x80: "CLONE_NEWTIME", 0x0002_0000: "CLONE_NEWNS", 0x0200_0000: "CLONE_NEWCGROUP",
+        0x0400_0000: "CLONE_NEWUTS", 0x0800_0000: "CLONE_NEWIPC", 0x1000_0000: "CLONE_NEWUSER",
+        0x2000_0000: "CLONE_NEWPID", 0x4000_0000: "CLONE_NEWNET",
+    ]
+
+    /// What a conditional rule refuses, in words.
+    static func describe(_ name: String, _ rule: SeccompRule) -> String {
+        let conditions = (rule.args ?? []).map { a -> String in
+            if (name == "clone" || name == "unshare"), a.index == 0, a.op == "SCMP_CMP_MASKED_EQ",
+               let flag = namespaceNames[a.value] {
+                return flag
+            }
+            if name == "ioctl", a.index == 1, a.op == "SCMP_CMP_MASKED_EQ" {
+                switch a.valueTwo ?? 0 {
+                case 0x5412: return "TIOCSTI"
+                case 0x541C: return "TIOCLINUX"
+                default: break
+                }
+            }
+            let op = a.op.hasPrefix("SCMP_CMP_") ? String(a.op.dropFirst(9)).lowercased() : a.op
+            return "argument \(a.index) \(op) 0x\(String(a.value, radix: 16))"
+                + (a.valueTwo.map { " 0x\(String($0, radix: 16))" } ?? "")
+        }
+        return "\(name)(\(conditions.joined(separator: ", ")))"
     }
 
     let listener: Int32
@@ -104,6 +176,23 @@ public final class Explainer {
     /// Answers one notification: a refusal with its errno, counted; a
     /// writing path call goes on unchanged after a look at its target.
     func handle(_ notice: nook_seccomp_notice, name: String) {
+        if let rules = variant.conditional[name] {
+            let args = withUnsafeBytes(of: notice.args) { Array($0.bindMemory(to: UInt64.self)) }
+            guard let rule = Explainer.refusal(rules, args: args) else {
+                _ = nook_seccomp_notice_answer(listener, notice.id, 0, 1)
+                return
+            }
+            let err = Int32(rule.errnoRet ?? 1)
+            _ = nook_seccomp_notice_answer(listener, notice.id, err, 0)
+            let what = Explainer.describe(name, rule)
+            let why = name == "ioctl" ? "terminal input injection into the caller's terminal (CVE-2017-5226)"
+                : (name == "clone" || name == "unshare") ? "new namespaces inside the sandbox" : "this call with these arguments"
+            let policy = variant.origins["security.seccomp"].map { "the policy set at \($0)" } ?? "nook's default policy"
+            record("system call \(what): \(Errno(err).name)",
+                   hint: "the seccomp policy refuses \(why) (\(policy)); to allow every \(name) call: "
+                       + "--seccomp-allow \(name), or \"\(name)\" in [security] seccomp_allow of a profile")
+            return
+        }
         if let paths = Explainer.pathCalls[name] {
             for (dirfd, path) in paths { inspect(notice, call: name, dirfd: dirfd, path: path) }
             _ = nook_seccomp_notice_answer(listener, notice.id, 0, 1)

@@ -34,6 +34,17 @@ struct ExplainRunTests {
         #expect(out.stderr.contains("nothing was refused") && !out.stderr.contains(dir), "\(out)")
     }
 
+    /// A README-first try: unshare -n failed with EPERM and --explain
+    /// said "nothing was refused".
+    @Test func explainNamesARefusalOnACallsArguments() {
+        let out = h.nook(["run", "--explain", "--", "sh", "-c", "unshare -n true; echo rc=$?; sh -c 'echo forked'"])
+        #expect(out.stdout.contains("rc=1") && out.stdout.hasSuffix("forked\n"), "\(out)")
+        #expect(out.stderr.contains("system call unshare(CLONE_NEWNET): EPERM"), "\(out)")
+        #expect(out.stderr.contains("new namespaces inside the sandbox") && out.stderr.contains("--seccomp-allow unshare"),
+                "\(out)")
+        #expect(!out.stderr.contains("clone("), "forks are not refusals: \(out)")
+    }
+
     @Test func explainWithNothingRefusedSaysSo() {
         let out = h.nook(["run", "--explain", "--", "true"])
         #expect(out.status == 0)

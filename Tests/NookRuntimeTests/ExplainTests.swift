@@ -1,4 +1,4 @@
-import NookRuntime
+@testable import NookRuntime
 import NookSpec
 import Testing
 
@@ -28,8 +28,39 @@ struct ExplainTests {
         #expect(variant.replies["clone3"] == 38)
         let programs = try SeccompFilters.compile(variant.seccomp)
         #expect(returnsNotify(programs[0]))
-        // Conditional refusals keep their own filter, without a listener.
-        #expect(programs.count == 2 && !returnsNotify(programs[1]))
+        // Conditional refusals are compared by nook: one filter, the one
+        // with the listener (a second one's ERRNO would win over it).
+        #expect(programs.count == 1)
+        #expect(Set(variant.conditional.keys) == ["clone", "unshare", "ioctl"])
+    }
+
+    /// --explain said "nothing was refused" after unshare -n failed with
+    /// EPERM: refusals on a condition were not explained.
+    @Test func conditionalRefusalsAreComparedAsTheKernelWould() throws {
+        let variant = Explainer.variant(of: SeccompPolicy.defaultSeccomp(native: SeccompFilters.nativeArch))
+        let unshare = try #require(variant.conditional["unshare"])
+        let net = try #require(Explainer.refusal(unshare, args: [0x4000_0000, 0, 0, 0, 0, 0]))
+        #expect(Explainer.describe("unshare", net) == "unshare(CLONE_NEWNET)")
+        #expect(net.errnoRet == 1)
+        // A fork's flags (SIGCHLD, CLONE_VM...) go on.
+        #expect(Explainer.refusal(try #require(variant.conditional["clone"]), args: [0x0100_0011, 0, 0, 0, 0, 0]) == nil)
+        let ioctl = try #require(variant.conditional["ioctl"])
+        let sti = try #require(Explainer.refusal(ioctl, args: [0, 0xFFFF_FFFF_0000_5412, 0, 0, 0, 0]))
+        #expect(Explainer.describe("ioctl", sti) == "ioctl(TIOCSTI)")
+        #expect(Explainer.refusal(ioctl, args: [0, 0x5401, 0, 0, 0, 0]) == nil)  // TCGETS
+    }
+
+    /// A call refused on a condition but not otherwise allowed outright
+    /// keeps its rules: nook does not guess what the rest would get.
+    @Test func onlyCallsAllowedExceptOnAConditionAreComparedByNook() {
+        let policy = Seccomp(defaultAction: "SCMP_ACT_ERRNO", defaultErrnoRet: 38, architectures: nil, syscalls: [
+            SeccompRule(names: ["clone"], action: "SCMP_ACT_ALLOW", args: [SeccompArg(index: 0, value: 17, op: "SCMP_CMP_EQ")]),
+            SeccompRule(names: ["clone"], action: "SCMP_ACT_ERRNO", errnoRet: 1,
+                        args: [SeccompArg(index: 0, value: 0x1000_0000, valueTwo: 0x1000_0000, op: "SCMP_CMP_MASKED_EQ")]),
+        ])
+        let variant = Explainer.variant(of: policy)
+        #expect(variant.conditional.isEmpty)
+        #expect((variant.seccomp.syscalls ?? []).filter { $0.names == ["clone"] }.count == 2)
     }
 
     @Test func writingOpensAreNotifiedAndReadingOnesAllowed() {
