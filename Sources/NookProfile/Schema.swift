@@ -243,7 +243,7 @@ enum Schema {
             case .string:
                 guard let s = c.string(n) else { return nil }
                 guard s == "max" else {
-                    c.fail(n, "\(n.excerpt) is not a number of CPUs; expected a number such as 2 or 1.5, or \"max\"")
+                    c.fail(n, "\(n.excerpt) is not a number; expected a number of CPUs, as 2 or 1.5, or \"max\"")
                     return nil
                 }
                 return (.limit(.max), "")

@@ -47,6 +47,18 @@ struct SystemdUnitTests {
         #expect(unit.text.contains("FOO\\x0a[Service]\\x0aExecStartPre"), "\(unit.text)")
     }
 
+    /// on-failure:3 became Restart=on-failure with no count: the unit
+    /// restarted for ever.
+    @Test func onFailureWithACountBecomesTheManagersStartLimit() throws {
+        let unit = try SystemdUnit(record: record(["--", "false"], restart: .onFailure(maximum: 3)), nook: "/n",
+                                   settings: .init())
+        let l = lines(unit)
+        #expect(l.contains("StartLimitBurst=4") && l.contains("StartLimitIntervalSec=infinity"), "\(unit.text)")
+        #expect(l.firstIndex(of: "StartLimitBurst=4")! < l.firstIndex(of: "[Service]")!, "in [Unit]")
+        #expect(!lines(try SystemdUnit(record: record(["--", "false"], restart: .onFailure(maximum: nil)), nook: "/n",
+                                       settings: .init())).contains { $0.hasPrefix("StartLimit") })
+    }
+
     @Test(arguments: [(RestartPolicy.no, "on-failure"), (.onFailure(maximum: 3), "on-failure"), (.always, "always")])
     func theRestartPolicyBecomesRestart(policy: RestartPolicy, restart: String) throws {
         let unit = try SystemdUnit(record: record(["--", "true"], restart: policy), nook: "/n", settings: .init())

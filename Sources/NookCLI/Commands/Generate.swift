@@ -171,6 +171,18 @@ struct SystemdUnit {
             "[Unit]",
             "Description=nook container \(name)",
             "Documentation=man:nook-containers(1)",
+        ]
+        // on-failure:N counts restarts: the manager's start limit, never
+        // reset by time, allows the first start and N more.
+        if settings.restart == nil, case .onFailure(let maximum?) = record.restartPolicy {
+            lines += [
+                "# --restart on-failure:\(maximum): at most \(maximum) restarts, then the unit stays failed",
+                "# (systemctl --user reset-failed \(fileName) lets it start again).",
+                "StartLimitIntervalSec=infinity",
+                "StartLimitBurst=\(maximum + 1)",
+            ]
+        }
+        lines += [
             "",
             "[Service]",
             "# nook run -d tells the manager once the command runs, and hands the service",
