@@ -123,4 +123,36 @@ struct GenerateSystemdTests {
         let actions = f.nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=\(name)"]).stdout
         #expect(actions.contains(" container stop ") && actions.contains(" container remove "), "\(actions)")
     }
+    /// on-failure:2 became Restart=on-failure, and the unit restarted a
+    /// failing container for ever: now the first start and two more.
+    @Test(.enabled(if: Harness.shared.userManagerRunning,
+                   "needs a systemd user manager for the test user (script/user-manager start nooktest)"))
+    func aCountedRestartPolicyStopsRestartingAfterItsCount() throws {
+        let f = LifecycleFixture()
+        let name = "sc" + f.tag
+        let unit = "nook-\(name).service"
+        f.start(["--restart", "on-failure:2", "--", "sh", "-c", "sleep 0.3; exit 3"], name: name)
+        #expect(f.nook(["generate", "systemd", "--files", "--restart-sec", "0", name]).status == 0)
+        #expect(f.nook(["rm", "-f", name]).status == 0)
+        let installed = manager(f, "mkdir -p $XDG_RUNTIME_DIR/systemd/user && cp \(unit) $XDG_RUNTIME_DIR/systemd/user/")
+        #expect(installed.status == 0, "\(installed)")
+        defer {
+            manager(f, "systemctl --user stop \(unit); rm -f $XDG_RUNTIME_DIR/systemd/user/\(unit); "
+                + "systemctl --user reset-failed \(unit) 2>/dev/null; true")
+        }
+        func show(_ property: String) -> String {
+            manager(f, "systemctl --user show -p \(property) --value \(unit)").stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func starts() -> Int {
+            f.nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=\(name)",
+                    "--filter", "event=start"]).stdout.split(separator: "\n").count
+        }
+        let before = starts()  // the container made here to generate from
+        _ = manager(f, "systemctl --user start \(unit)")
+        #expect(f.eventually(60) { show("ActiveState") == "failed" }, "\(show("ActiveState")) \(show("NRestarts"))")
+        usleep(1_500_000)
+        #expect(starts() - before == 3, "the first run and two restarts")
+        #expect(show("ActiveState") == "failed", "it stays failed")
+    }
 }
