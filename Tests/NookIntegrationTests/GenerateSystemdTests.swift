@@ -13,6 +13,23 @@ struct GenerateSystemdTests {
         f.sh("export XDG_RUNTIME_DIR=/run/user/$(id -u); " + script)
     }
 
+    /// Puts the unit where the manager reads transient units from.
+    func install(_ f: LifecycleFixture, _ unit: String) {
+        let installed = manager(f, "mkdir -p $XDG_RUNTIME_DIR/systemd/user && cp \(unit) $XDG_RUNTIME_DIR/systemd/user/")
+        #expect(installed.status == 0, "\(installed)")
+    }
+
+    func uninstall(_ f: LifecycleFixture, _ unit: String) {
+        manager(f, "systemctl --user stop \(unit); rm -f $XDG_RUNTIME_DIR/systemd/user/\(unit); "
+            + "systemctl --user reset-failed \(unit) 2>/dev/null; true")
+    }
+
+    /// A property of the unit, as systemctl show gives it.
+    func property(_ f: LifecycleFixture, _ unit: String, _ name: String) -> String {
+        manager(f, "systemctl --user show -p \(name) --value \(unit)").stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     @Test func theUnitTextRunsTheContainerAsItWasMade() throws {
         let f = LifecycleFixture()
         f.start(["--restart", "on-failure:2", "--stop-timeout", "7", "--health-cmd", "true", "--env", "GREETING=100% hi",
@@ -79,16 +96,9 @@ struct GenerateSystemdTests {
                  "sh", "-c", "echo up-\(f.tag); sleep 300"], name: name)
         #expect(f.nook(["generate", "systemd", "--files", name]).status == 0)
         #expect(f.nook(["rm", "-f", name]).status == 0)
-        let installed = manager(f, "mkdir -p $XDG_RUNTIME_DIR/systemd/user && cp \(unit) $XDG_RUNTIME_DIR/systemd/user/")
-        #expect(installed.status == 0, "\(installed)")
-        defer {
-            manager(f, "systemctl --user stop \(unit); rm -f $XDG_RUNTIME_DIR/systemd/user/\(unit); "
-                + "systemctl --user reset-failed \(unit) 2>/dev/null; true")
-        }
-        func show(_ property: String) -> String {
-            manager(f, "systemctl --user show -p \(property) --value \(unit)").stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        install(f, unit)
+        defer { uninstall(f, unit) }
+        func show(_ name: String) -> String { property(f, unit, name) }
         func monitorPid() -> Int? { (f.state(name)["monitor"] as? [String: Any])?["pid"] as? Int }
 
         // Type=notify: start returns once the command runs, and the
@@ -134,16 +144,9 @@ struct GenerateSystemdTests {
         f.start(["--restart", "on-failure:2", "--", "sh", "-c", "sleep 0.3; exit 3"], name: name)
         #expect(f.nook(["generate", "systemd", "--files", "--restart-sec", "0", name]).status == 0)
         #expect(f.nook(["rm", "-f", name]).status == 0)
-        let installed = manager(f, "mkdir -p $XDG_RUNTIME_DIR/systemd/user && cp \(unit) $XDG_RUNTIME_DIR/systemd/user/")
-        #expect(installed.status == 0, "\(installed)")
-        defer {
-            manager(f, "systemctl --user stop \(unit); rm -f $XDG_RUNTIME_DIR/systemd/user/\(unit); "
-                + "systemctl --user reset-failed \(unit) 2>/dev/null; true")
-        }
-        func show(_ property: String) -> String {
-            manager(f, "systemctl --user show -p \(property) --value \(unit)").stdout
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        install(f, unit)
+        defer { uninstall(f, unit) }
+        func show(_ name: String) -> String { property(f, unit, name) }
         func starts() -> Int {
             f.nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=\(name)",
                     "--filter", "event=start"]).stdout.split(separator: "\n").count
