@@ -352,6 +352,30 @@ struct CgroupTests {
         #expect(child.stderr.contains("a process in the sandbox OOM-killed"), "\(child)")
     }
 
+    /// A detached container's OOM kill was an event only once the whole
+    /// container ended: a kill of one of its processes went untold while
+    /// it ran on. The monitor watches memory.events.
+    @Test(.enabled(if: CgroupHostInfo.delegated(["memory"]), "\(CgroupHostInfo.notDelegatedReason(["memory"]))"))
+    func aDetachedContainersOOMKillIsAnEventWhileItRuns() {
+        let name = "oom" + String(UUID().uuidString.prefix(8)).lowercased()
+        let hog = "b = bytearray(256 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1"
+        let out = h.nook(["run", "-d", "--name", name, "--memory", "64M", "--memory-swap", "0", "--", "sh", "-c",
+                          "python3 -c '\(hog)'; echo went-on; sleep 300"])
+        defer { h.nook(["rm", "-f", name]) }
+        #expect(out.status == 0, "\(out)")
+        func events() -> String {
+            h.nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=\(name)",
+                    "--filter", "event=oom"]).stdout
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while events().isEmpty && Date() < deadline { usleep(200_000) }
+        #expect(events().contains("count=1"), "\(events())")
+        let row = h.nook(["ps"]).stdout.split(separator: "\n").first { $0.contains(name) } ?? ""
+        #expect(row.contains("Up "), "it still runs: \(row)")
+        #expect(h.nook(["rm", "-f", name]).status == 0)
+        #expect(events().split(separator: "\n").count == 1, "told once, not again at the end: \(events())")
+    }
+
     @Test(.enabled(if: CgroupHostInfo.delegated(["pids"]), "\(CgroupHostInfo.notDelegatedReason(["pids"]))"))
     func aPidsLimitOfOneLeavesNoRoomForThePayloadAndSaysSo() {
         // Known issue, found by the VM tier: the sandbox's init counts

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import FoundationEssentials
+import NookCgroups
 import NookRuntime
 import NookSpec
 import NookState
@@ -85,6 +86,8 @@ final class Monitor {
     var healthAction: HealthAction?
     /// When an on_unhealthy restart's stop signal gives way to SIGKILL.
     var escalation: Double?
+    /// OOM kills in the run's cgroup, told as they happen.
+    var oomWatch: OOMWatch?
 
     init(id: String, status: StatusChannel) throws {
         self.id = id
@@ -254,6 +257,10 @@ final class Monitor {
                     }
                 }
                 health?.containerStarted()
+                if let leaf = cgroup {
+                    let scope = String(leaf.dropLast(CgroupSession.leaf.count + 1))
+                    oomWatch = OOMWatch(directory: scope)
+                }
                 // A stop that came while this run was being prepared (after
                 // the check before it): the run ends at once.
                 if let r = recorded, r.stopRequested { StopCommand.kill(r) }
@@ -264,9 +271,18 @@ final class Monitor {
                 // restart's go to the log, which is the monitor's stderr.
                 if status.open { status.warn(text) } else { writeStderr("nook: warning: \(text)\n") }
             },
-            watch: { [self] in Array(output.keys) + (health?.descriptors ?? []) },
+            watch: { [self] in
+                var fds = Array(output.keys) + (health?.descriptors ?? [])
+                if let watch = oomWatch { fds.append(watch.fd) }
+                return fds
+            },
             readable: { [self] fd in
-                if output[fd] != nil {
+                if let watch = oomWatch, fd == watch.fd {
+                    let kills = watch.newKills()
+                    if kills > 0, let r = try? store.record(id) {
+                        ContainerEvents.emit("oom", r, ["count": String(kills)])
+                    }
+                } else if output[fd] != nil {
                     if !read(fd) { output[fd] = nil }
                 } else {
                     health?.readable(fd)
@@ -286,13 +302,16 @@ final class Monitor {
         }
         health?.containerEnded()
         drain()
+        // Kills the watch has not told yet (or all, without a watch).
+        let told = oomWatch?.counted ?? 0
+        oomWatch = nil
         var exit = ContainerRecord.Exit(code: outcome.code, reason: outcome.status.description)
         if case .signaled(let s, _) = outcome.status { exit.signal = s }
         if outcome.oomKilled {
             exit.oomKilled = true
             exit.reason = "killed by the OOM killer (memory limit)"
         }
-        return (exit, outcome.oomKills)
+        return (exit, outcome.oomKills > told ? outcome.oomKills - told : 0)
     }
 
     /// The container turned unhealthy: on_unhealthy says what to do.
