@@ -342,6 +342,13 @@ struct LifecycleTests {
         let f = LifecycleFixture()
         f.start(["--rm", "--", "sh", "-c", "sleep 0.5; exit 3"], name: "gone")
         #expect(f.nook(["wait", "gone"], timeout: 30).stdout == "3\n")
+        // Gone before wait came (the VM tier is that slow): wait printed
+        // nothing and failed, so `nook wait $(nook run -d --rm ...)` was a race.
+        let id = f.start(["--rm", "--", "sh", "-c", "exit 4"], name: "quick")
+        #expect(f.eventually { !f.names.contains("quick") })
+        #expect(f.nook(["wait", "quick"], timeout: 30).stdout == "4\n")
+        #expect(f.nook(["wait", String(id.prefix(12))], timeout: 30).stdout == "4\n")
+        #expect(f.nook(["wait", "never-was"]).status == 125)
         f.start(["--restart", "on-failure:1", "--", "sh", "-c", "echo run; sleep 1; exit 5"], name: "twice")
         #expect(f.nook(["wait", "twice"], timeout: 30).stdout == "5\n")
         #expect(f.nook(["logs", "twice"]).stdout == "run\nrun\n", "wait returned after the last run")

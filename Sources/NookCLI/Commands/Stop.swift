@@ -232,6 +232,7 @@ enum WaitCommand {
 
         Block until each container has stopped, then print its exit code (the
         command's status, or 128+N when signal N ended it; 137 after the OOM killer).
+        A --rm container gone before wait began gives its last run's status.
 
         Options:
         \(OptionParser.help(options))
@@ -243,7 +244,16 @@ enum WaitCommand {
         guard !parsed.positionals.isEmpty else { throw UsageFailure("wait: name a container", hint: usage) }
         let store = try Containers.store()
         for reference in parsed.positionals {
-            var record = try Containers.find(reference, in: store)
+            var record: ContainerRecord
+            do {
+                record = try Containers.find(reference, in: store)
+            } catch let failure as ContainerFailure {
+                // A --rm container that ended (and went) before wait came:
+                // its last run's status, from the events.
+                guard let code = removedExitCode(reference) else { throw failure }
+                writeStdout("\(code)\n")
+                continue
+            }
             while !Containers.isFinal(record) {
                 _ = Containers.waitForInit(record, seconds: 1)
                 usleep(20_000)
@@ -261,6 +271,19 @@ enum WaitCommand {
     }
 
     /// The exit code the last `die` event of container `id` recorded.
+    /// The exit status of the last container of that name or id that was
+    /// removed (nil if none, or if a container of it is still there).
+    static func removedExitCode(_ reference: String) -> Int32? {
+        guard let log = try? EventLog(environment: HostProbe.currentEnvironment()),
+              let events = try? log.all() else { return nil }
+        let lowered = reference.lowercased()
+        guard let removed = events.last(where: { e in
+            e.action == "remove" && (e.name == reference || (lowered.count >= 3 && e.id.hasPrefix(lowered)))
+        }) else { return nil }
+        return events.last { $0.id == removed.id && $0.action == "die" }.flatMap { $0.attributes["exitCode"] }
+            .flatMap { Int32($0) }
+    }
+
     static func lastExitCode(_ id: String) -> Int32? {
         guard let log = try? EventLog(environment: HostProbe.currentEnvironment()),
               let events = try? log.all() else { return nil }
