@@ -204,6 +204,12 @@ extension Resolver {
             unified["memory.high"] = high.description
         }
         if let pids = limits.pids {
+            // The sandbox's init counts against the limit too: with 1, the
+            // payload could not start (a bare EAGAIN, found by the VM tier).
+            if pids == .value(1) {
+                throw ResolveError("pids limit 1 leaves no room for the command: nook's init in the sandbox is one "
+                                   + "of the processes it counts", hint: "give 2 or more (the init and the command)")
+            }
             r.pids = LinuxPids(limit: try signed(pids, .pids, zero: "a sandbox needs at least one process"))
         }
         if limits.cpus == .infinity {
