@@ -61,8 +61,9 @@ static int make_dirs(int rootfd, char *path) {
     return 0;
 }
 
-/* Splits dest into parent directory (opened) and last component. */
-static int open_parent(struct child_state *st, int rootfd, int index, const char *dest, int create,
+/* Splits dest into parent directory (opened) and last component. Returns
+ * -2 without a report when the parent is missing and `optional` is set. */
+static int open_parent(struct child_state *st, int rootfd, int index, const char *dest, int create, int optional,
                        char *buf, const char **name) {
     size_t len = str_len(dest);
     if (len == 0 || len >= PATH_BUF || dest[0] != '/') return fail(st, NOOK_STEP_OP_RESOLVE, index, EINVAL);
@@ -89,6 +90,9 @@ static int open_parent(struct child_state *st, int rootfd, int index, const char
     }
     if (parent < 0) {
         int err = errno;
+        /* A path to mask or hide whose directory is missing (strict hides
+         * /etc/ssl/private; a host without /etc/ssl has nothing there). */
+        if (err == ENOENT && optional) return -2;
         return fail(st, err == ENOTDIR ? NOOK_STEP_OP_NOT_DIR : NOOK_STEP_OP_RESOLVE, index, err);
     }
     return parent;
@@ -100,9 +104,10 @@ static int open_destination(struct child_state *st, int rootfd, int index, const
     char buf[PATH_BUF];
     const char *name;
     int create = (op->flags & NOOK_OPF_CREATE) != 0;
-    int parent = open_parent(st, rootfd, index, op->destination, create, buf, &name);
+    int parent = open_parent(st, rootfd, index, op->destination, create, (op->flags & NOOK_OPF_OPTIONAL) != 0,
+                             buf, &name);
     if (parent < 0) {
-        return -1;
+        return parent;
     }
     int fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0 && (op->flags & NOOK_OPF_REPLACE_LINK)) {
@@ -203,7 +208,7 @@ static int apply_op(struct child_state *st, int rootfd, int index) {
     if (op->kind == NOOK_OP_SYMLINK || op->kind == NOOK_OP_MKDIR) {
         char buf[PATH_BUF];
         const char *name;
-        int parent = open_parent(st, rootfd, index, op->destination, 1, buf, &name);
+        int parent = open_parent(st, rootfd, index, op->destination, 1, 0, buf, &name);
         if (parent < 0) return -1;
         int r = 0;
         if (op->kind == NOOK_OP_SYMLINK) {

@@ -165,7 +165,7 @@ public enum Resolver {
             throw ResolveError("the command is empty", hint: "give a command after --, as in: nook run -- make")
         }
         // Without the workspace the current directory is not in the sandbox.
-        let noWorkspace = request.bindWorkspace == false || !workspaceBindable(host.cwd)
+        let noWorkspace = request.bindWorkspace == false || !workspaceBindable(host.cwd) || inRuntimeDirectory(host)
         // The image's WorkingDir is made when missing, as docker does; a
         // relative one is taken from the root.
         let imageWorkdir = request.workdir == nil ? image?.config.workingDir.flatMap { $0.isEmpty ? nil : $0 } : nil
@@ -621,10 +621,17 @@ public enum Resolver {
         }
         var homes: [String] = []
         let candidates = host.homePaths.isEmpty ? [host.home, host.environment["HOME"] ?? ""] : host.homePaths
+        let inRuntime = inRuntimeDirectory(host)
+        let bindsWorkspace = (request.bindWorkspace ?? true) && host.cwd != "/" && workspaceBindable(host.cwd)
+            && !inRuntime && stateDirectory(holding: host.cwd, host: host) == nil
         for candidate in candidates where candidate.hasPrefix("/") {
             guard let home = try? normalized(candidate, what: "home"), home != "/", !homes.contains(home),
                   host.sourceIsDirectory[home] == true else { continue }
             homes.append(home)
+            // From the home itself, all of it is the workspace: no tmpfs
+            // under the bind (its read-only remount, made last, landed on
+            // the bind and left the workspace read-only).
+            if bindsWorkspace && home == host.cwd { continue }
             // Empty and read-only: nothing of the real home shows, and
             // nothing written there could be mistaken for kept. A scratch
             // home is empty too, but writable, and gone at exit.
@@ -639,6 +646,13 @@ public enum Resolver {
                 out.warnings.append("the current directory \(host.cwd) is one the sandbox has a private one of (or lies "
                     + "in the host's /proc, /sys or /dev): it is not bound, and the command starts in /. "
                     + "Run nook from a project directory, or bind what is needed with --bind")
+            } else if inRuntime {
+                // The runtime directory holds the session's sockets: the
+                // user manager's and the bus, through which a sandbox could
+                // start commands outside itself.
+                out.warnings.append("the current directory \(host.cwd) lies in your session's runtime directory, whose "
+                    + "sockets (the systemd user manager's, D-Bus) would let the sandbox run commands outside it: it is "
+                    + "not bound, and the command starts in /. Run nook from a project directory")
             } else if let state = stateDirectory(holding: host.cwd, host: host) {
                 // Written from inside, the seccomp cache, a profile or an
                 // image layer here would change what later sandboxes load.
@@ -742,6 +756,13 @@ public enum Resolver {
     /// not one of the private mounts a sandbox gets (binding the host's /tmp
     /// would replace the sandbox's own with all of the host's, sockets
     /// included), not in the host's pseudo-filesystems.
+    /// The current directory lies in the session's runtime directory
+    /// (or another user's, below /run/user).
+    static func inRuntimeDirectory(_ host: HostContext) -> Bool {
+        let runtime = host.environment["XDG_RUNTIME_DIR"].flatMap { try? normalized($0, what: "XDG_RUNTIME_DIR") }
+        return [runtime, "/run/user"].compactMap { $0 }.contains { host.cwd == $0 || host.cwd.hasPrefix($0 + "/") }
+    }
+
     static func workspaceBindable(_ cwd: String) -> Bool {
         let own: Set<String> = ["/", "/tmp", "/run", "/dev/shm", "/var/tmp", "/dev", "/proc", "/sys"]
         if own.contains(cwd) { return false }

@@ -17,6 +17,19 @@ struct MainJobTests {
         #expect(!closed.stderr.contains("could not write"), "a reader that left is no failure: \(closed)")
     }
 
+    /// Run from the home, nook said all of it was bound read-write, and
+    /// every write failed with EROFS (the home's read-only tmpfs was
+    /// remounted last, on top of the bind).
+    @Test(.enabled(if: Harness.shared.switching, "writes into the test user's home"))
+    func runFromTheHomeItIsWritableAsSaid() throws {
+        let user = try #require(h.user)
+        let name = ".nook-home-write-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: user.home + "/" + name) }
+        let out = h.nook(["run", "--", "touch", name], in: user.home)
+        #expect(out.status == 0 && out.stderr.contains("bound read-write"), "\(out)")
+        #expect(FileManager.default.fileExists(atPath: user.home + "/" + name))
+    }
+
     @Test func theUidMapShowsTheCallersIdAndTheWholeSubordinateRange() throws {
         let user = try #require(h.user)
         let out = h.nook(["run", "--", "cat", "/proc/self/uid_map"])

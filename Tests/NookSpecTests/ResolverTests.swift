@@ -62,6 +62,25 @@ struct ResolverTests {
         host.cwd = "/home/alice"
         let out = try resolve(SandboxRequest(), host: host)
         #expect(out.warnings.contains { $0.contains("your home directory /home/alice") })
+        // A fresh try found the home bound read-only: the empty tmpfs over
+        // the home was remounted read-only last, and that landed on the
+        // bind over it. From the home there is no tmpfs under the bind.
+        let mounts = out.spec.mounts ?? []
+        #expect(mounts.filter { $0.destination == "/home/alice" }.map(\.type) == ["bind"], "\(mounts)")
+        #expect(mounts.first { $0.destination == "/home/alice" }?.options?.contains("rw") == true)
+    }
+
+    /// From $XDG_RUNTIME_DIR the workspace bind showed the user manager's
+    /// and the bus's sockets: a sandboxed command asked systemd to start a
+    /// command outside the sandbox.
+    @Test(arguments: ["/run/user/1000", "/run/user/1000/app", "/run/user", "/run/user/1001"])
+    func theSessionsRuntimeDirectoryIsNeverTheWorkspace(cwd: String) throws {
+        var host = ResolverTests.host
+        host.cwd = cwd
+        let out = try resolve(SandboxRequest(), host: host)
+        #expect(!(out.spec.mounts ?? []).contains { $0.type == "bind" && $0.destination.hasPrefix("/run") })
+        #expect(out.spec.process?.cwd == "/")
+        #expect(out.warnings.contains { $0.contains("lies in your session's runtime directory") }, "\(out.warnings)")
     }
 
     @Test func runningFromRootBindsNothing() throws {
