@@ -119,15 +119,7 @@ public enum Launcher {
             throw UsageFailure("--preserve-fds \(resolution.preserveFds): descriptor \(fd) is not open",
                                hint: "open fds 3 to \(2 + resolution.preserveFds) before running nook, or lower the count")
         }
-        // A directory as stdin (nook run ... < /) would be a way into the
-        // host's tree through /proc/self/fd/0, whatever the sandbox hides.
-        for fd: Int32 in 0...2 {
-            var sb = stat()
-            if fstat(fd, &sb) == 0 && (sb.st_mode & S_IFMT) == S_IFDIR {
-                throw UsageFailure("\(["stdin", "stdout", "stderr"][Int(fd)]) is a directory, which would give the "
-                    + "sandbox a way into the host's tree", hint: "redirect it from a file, a pipe or /dev/null")
-            }
-        }
+        try refuseDirectories(preserveFds: resolution.preserveFds)
         Log.debug("plan", ["ops": String(plan.ops.count), "filters": String(filters.count)])
         explainVariant?.origins = resolution.origins
         let emulator = spec.annotations?[Annotation.rootEmulation] == "on" && seccomp != nil
@@ -135,6 +127,22 @@ public enum Launcher {
         return try launch(plan, filters: filters, caps: caps, preserveFds: resolution.preserveFds,
                           interactive: resolution.interactive, explain: explainVariant, emulator: emulator,
                           hooks: hooks)
+    }
+
+    /// A directory as stdin (nook run ... < /) or as a preserved
+    /// descriptor (3< ~) would be a way into the host's tree through
+    /// /proc/self/fd/N, whatever the sandbox hides.
+    static func refuseDirectories(preserveFds: Int) throws {
+        for fd in 0..<(3 + Int32(preserveFds)) {
+            var sb = stat()
+            guard fstat(fd, &sb) == 0 && (sb.st_mode & S_IFMT) == S_IFDIR else { continue }
+            if fd < 3 {
+                throw UsageFailure("\(["stdin", "stdout", "stderr"][Int(fd)]) is a directory, which would give the "
+                    + "sandbox a way into the host's tree", hint: "redirect it from a file, a pipe or /dev/null")
+            }
+            throw UsageFailure("--preserve-fds: descriptor \(fd) is a directory, which would give the sandbox a way "
+                + "into the host's tree, whatever it hides", hint: "bind the directory instead: --bind DIR")
+        }
     }
 
     /// Runs `spec`'s process inside a running container (nook exec): a new
@@ -151,6 +159,7 @@ public enum Launcher {
         processOnly.linux?.maskedPaths = []
         processOnly.linux?.readonlyPaths = []
         processOnly.linux?.devices = []
+        try refuseDirectories(preserveFds: 0)
         var plan = try Planner.plan(processOnly) { _ in nil }
         plan.joinPidfd = pidfd
         let flags = Planner.namespaceFlags.merging(["cgroup": 0x0200_0000]) { a, _ in a }

@@ -33,6 +33,23 @@ struct AttackReportTests {
         let out = h.sh("$NOOK run -- cat /proc/self/fd/0/etc/hostname < /; echo rc=$?")
         #expect(out.stdout.contains("rc=125"), "\(out)")
         #expect(out.stderr.contains("stdin is a directory"), "\(out)")
+        // A fresh try: a preserved descriptor of a directory was the same
+        // way in (the sandbox wrote into the hidden home through it).
+        let canary = Canary()
+        let kept = h.sh("exec 3<\(canary.directory); $NOOK run --preserve-fds 1 -- sh -c 'echo x > /proc/self/fd/3/new'; "
+            + "echo rc=$?")
+        #expect(kept.stdout.contains("rc=125") && kept.stderr.contains("descriptor 3 is a directory"), "\(kept)")
+        #expect(!FileManager.default.fileExists(atPath: canary.directory + "/new"))
+    }
+
+    /// A fresh try: nook exec took a directory as stdin, and a process of
+    /// the container wrote into the host's home through /proc/PID/fd/0.
+    @Test func execRefusesADirectoryAsStdin() {
+        let f = LifecycleFixture()
+        f.start(["--", "sleep", "300"], name: "target")
+        defer { f.nook(["rm", "-f", "target"]) }
+        let out = f.sh("$NOOK exec target -- true < /; echo rc=$?")
+        #expect(out.stdout.contains("rc=125") && out.stderr.contains("stdin is a directory"), "\(out)")
     }
 
     @Test func aHomeThatIsASymlinkIsHiddenAtItsRealPath() {
