@@ -142,6 +142,17 @@ public enum Doctor {
             fixes.append("give every user a range of its own above all real ids: edit \(file) (usermod --del-\(id)s, "
                 + "--add-\(id)s)")
         }
+        // The user's own lines overlapping each other (two useradd or
+        // usermod runs): nook joins them (the kernel refuses a map whose
+        // host ranges overlap), but the file says more ids than there are.
+        let mine = entries.filter { $0.owner == f.user || $0.owner == String(f.uid) }
+        for (i, a) in mine.enumerated() {
+            for b in mine[(i + 1)...] where a.start < b.end + 1 && b.start < a.end + 1 {
+                problems.append("\(file) gives \(f.user) \(a.start)-\(a.end) and \(b.start)-\(b.end), which overlap "
+                    + "(nook uses them as one range)")
+                fixes.append("remove one of the overlapping lines of \(f.user) from \(file) (usermod --del-\(id)s)")
+            }
+        }
         if total < 65536 {
             problems.append("only \(total) ids: images with owners up to 65535 (nobody is 65534) need 65536")
             fixes.append("sudo usermod --add-\(id)s with a range of 65536 ids")

@@ -328,10 +328,10 @@ public enum HostProbe {
         var buf = [nook_subid_range](repeating: nook_subid_range(), count: 64)
         let n = nook_subid_ranges(owner, gid ? 1 : 0, &buf, Int32(buf.count))
         guard n > 0 else { return [] }
-        return buf.prefix(Int(min(n, 64))).compactMap { r in
+        return IDRange.merged(buf.prefix(Int(min(n, 64))).compactMap { r in
             guard r.count > 0, r.start <= UInt(UInt32.max), r.count <= UInt(UInt32.max) else { return nil }
             return IDRange(start: UInt32(r.start), count: UInt32(r.count))
-        }
+        })
     }
 
     /// A start for a new 65536-id range above every range in /etc/subuid.

@@ -325,6 +325,27 @@ public struct IDRange: Equatable, Sendable, CustomStringConvertible {
         self.count = count
     }
     public var description: String { "\(start)-\(UInt64(start) + UInt64(count) - 1) (\(count) ids)" }
+
+    /// The same ids with overlapping and touching ranges joined, in order:
+    /// the kernel refuses an id map whose host ranges overlap, and
+    /// /etc/subuid may give one user the same ids twice (two useradd
+    /// runs). newuidmap accepts a range that spans several of the user's.
+    public static func merged(_ ranges: [IDRange]) -> [IDRange] {
+        var out: [(start: UInt64, end: UInt64)] = []
+        for r in ranges.sorted(by: { $0.start < $1.start }) where r.count > 0 {
+            let start = UInt64(r.start), end = UInt64(r.start) + UInt64(r.count)
+            if let last = out.last, start <= last.end {
+                out[out.count - 1].end = max(last.end, end)
+            } else {
+                out.append((start, end))
+            }
+        }
+        // Ids end below 2^32 - 1 (which means "no id"); so does a join.
+        return out.compactMap { r in
+            let end = min(r.end, UInt64(UInt32.max))
+            return end > r.start ? IDRange(start: UInt32(r.start), count: UInt32(end - r.start)) : nil
+        }
+    }
 }
 
 /// Facts about the host and the caller that resolving needs, gathered

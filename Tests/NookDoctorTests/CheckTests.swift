@@ -74,6 +74,19 @@ struct CheckTests {
                 "\(real.detail)")
     }
 
+    /// A fresh try: a user with 165536:65536 and 200000:65536 could run
+    /// nothing (the kernel refused the overlapping map) and doctor said ok.
+    @Test func aUsersOwnOverlappingLinesAreWarnedAbout() throws {
+        var f = Self.healthy
+        f.subuidEntries = [SubidEntry(owner: "ada", start: 165_536, count: 65536),
+                           SubidEntry(owner: "ada", start: 200_000, count: 65536)]
+        f.subuidRanges = IDRange.merged([IDRange(start: 165_536, count: 65536), IDRange(start: 200_000, count: 65536)])
+        let c = try check("subuid", f)
+        #expect(c.status == .warn && c.detail.contains("gives ada 165536-231071 and 200000-265535, which overlap"),
+                "\(c.line)")
+        #expect(c.fix?.contains("remove one of the overlapping lines") == true)
+    }
+
     @Test func aSmallRangeIsWarnedAboutAndSeveralRangesAreAllUsed() throws {
         var f = Self.healthy
         f.subuidRanges = [IDRange(start: 200_000, count: 30000), IDRange(start: 300_000, count: 30000)]

@@ -53,4 +53,17 @@ struct IDMappingTests {
             }
         }
     }
+
+    /// A fresh try: a user with 165536:65536 and 200000:65536 in
+    /// /etc/subuid got a map the kernel refused (uid_map: EINVAL), on
+    /// every run. The ranges are joined before any map is made.
+    @Test func overlappingAndTouchingRangesAreJoined() {
+        let joined = IDRange.merged([IDRange(start: 200_000, count: 65536), IDRange(start: 165_536, count: 65536),
+                                     IDRange(start: 300_000, count: 10), IDRange(start: 300_010, count: 5)])
+        #expect(joined == [IDRange(start: 165_536, count: 100_000), IDRange(start: 300_000, count: 15)])
+        let maps = Resolver.planMappings(own: 1004, ranges: joined, mode: .keepID)
+        let host = maps.map { (UInt64($0.hostID), UInt64($0.hostID) + UInt64($0.size)) }.sorted { $0.0 < $1.0 }
+        for (a, b) in zip(host, host.dropFirst()) { #expect(a.1 <= b.0, "host ranges overlap: \(maps)") }
+        #expect(IDRange.merged([IDRange(start: UInt32.max - 5, count: 10)]) == [IDRange(start: UInt32.max - 5, count: 5)])
+    }
 }
