@@ -68,19 +68,28 @@ struct Spawned {
     /// Waits for the program; returns its wait status and what it wrote to
     /// stderr. After `timeout` seconds it is killed (status: SIGKILL).
     func wait(timeout: Int = 0) -> (status: Int32, stderr: String) {
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
         if timeout > 0 {
-            var p = pollfd(fd: stderrFD, events: Int16(POLLIN), revents: 0)
-            var waited = 0
-            while waited < timeout * 1000 {
+            // Timed by the clock: poll returns at once while the program
+            // writes or once it has closed stderr, and counting 50 ms per
+            // return killed newuidmap after microseconds (a fresh try).
+            let deadline = Launcher.monotonic() + Double(timeout)
+            var open = true
+            while Launcher.monotonic() < deadline {
                 var status: Int32 = 0
-                if waitpid(pid, &status, WNOHANG) == pid { return finishReading(status) }
-                _ = poll(&p, 1, 50)
-                waited += 50
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    var (_, rest) = finishReading(status)
+                    if !bytes.isEmpty { rest = String(decoding: bytes, as: UTF8.self) + rest }
+                    return (status, rest.trimming(" \n\t"))
+                }
+                var p = pollfd(fd: open ? stderrFD : -1, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 50) > 0, open else { continue }
+                let n = read(stderrFD, &buf, buf.count)
+                if n > 0 { bytes += buf[0..<n] } else if n == 0 { open = false }
             }
             kill(pid, SIGKILL)
         }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = read(stderrFD, &buf, buf.count)
             if n < 0 && errno == EINTR { continue }
