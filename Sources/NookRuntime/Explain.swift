@@ -147,6 +147,10 @@ public final class Explainer {
                let flag = namespaceNames[a.value] {
                 return flag
             }
+            if SeccompPolicy.modeArguments.contains(where: { $0.name == name && $0.index == a.index }),
+               a.op == "SCMP_CMP_MASKED_EQ", a.value == 0o4000 || a.value == 0o2000 {
+                return a.value == 0o4000 ? "S_ISUID" : "S_ISGID"
+            }
             if name == "ioctl", a.index == 1, a.op == "SCMP_CMP_MASKED_EQ" {
                 switch a.valueTwo ?? 0 {
                 case 0x5412: return "TIOCSTI"
@@ -179,6 +183,8 @@ public final class Explainer {
         if let rules = variant.conditional[name] {
             let args = withUnsafeBytes(of: notice.args) { Array($0.bindMemory(to: UInt64.self)) }
             guard let rule = Explainer.refusal(rules, args: args) else {
+                // Not refused: a writing call still gets its look below.
+                if Explainer.pathCalls[name] != nil { inspectWrite(notice, name: name, args: args) }
                 _ = nook_seccomp_notice_answer(listener, notice.id, 0, 1)
                 return
             }
@@ -186,15 +192,20 @@ public final class Explainer {
             _ = nook_seccomp_notice_answer(listener, notice.id, err, 0)
             let what = Explainer.describe(name, rule)
             let why = name == "ioctl" ? "terminal input injection into the caller's terminal (CVE-2017-5226)"
-                : (name == "clone" || name == "unshare") ? "new namespaces inside the sandbox" : "this call with these arguments"
+                : (name == "clone" || name == "unshare") ? "new namespaces inside the sandbox"
+                : SeccompPolicy.modeArguments.contains(where: { $0.name == name })
+                    ? "setuid and setgid files while the sandbox can write host files (the workspace, a bind), where "
+                        + "another user could run them as you"
+                    : "this call with these arguments"
             let policy = variant.origins["security.seccomp"].map { "the policy set at \($0)" } ?? "nook's default policy"
             record("system call \(what): \(Errno(err).name)",
                    hint: "the seccomp policy refuses \(why) (\(policy)); to allow every \(name) call: "
                        + "--seccomp-allow \(name), or \"\(name)\" in [security] seccomp_allow of a profile")
             return
         }
-        if let paths = Explainer.pathCalls[name] {
-            for (dirfd, path) in paths { inspect(notice, call: name, dirfd: dirfd, path: path) }
+        if Explainer.pathCalls[name] != nil {
+            let args = withUnsafeBytes(of: notice.args) { Array($0.bindMemory(to: UInt64.self)) }
+            inspectWrite(notice, name: name, args: args)
             _ = nook_seccomp_notice_answer(listener, notice.id, 0, 1)
             return
         }
@@ -213,6 +224,17 @@ public final class Explainer {
         hint += " (\(policy)); to allow it: --seccomp-allow \(name), or \"\(name)\" in [security] seccomp_allow"
             + (list.map { " (the list at \($0))" } ?? " of a profile")
         record("system call \(name): \(Errno(err).name)", hint: hint)
+    }
+
+    /// Looks at the paths of a path-taking call that writes (an open only
+    /// with a writing flag: one notified whole for a conditional refusal
+    /// may only read).
+    func inspectWrite(_ notice: nook_seccomp_notice, name: String, args: [UInt64]) {
+        if let index = Explainer.openFlags[name], Int(index) < args.count,
+           args[Int(index)] & Explainer.writeFlags.reduce(0, |) == 0 {
+            return
+        }
+        for (dirfd, path) in Explainer.pathCalls[name] ?? [] { inspect(notice, call: name, dirfd: dirfd, path: path) }
     }
 
     /// Looks at a path a call is about to write and records why the write

@@ -243,6 +243,9 @@ public enum Resolver {
         switch request.seccomp ?? .default {
         case .default:
             var seccomp = SeccompPolicy.defaultSeccomp(native: host.nativeArch)
+            if writesHostFiles(spec.mounts ?? [], sandboxDir: host.sandboxDir) {
+                seccomp = SeccompPolicy.refusingSetID(in: seccomp)
+            }
             if !request.seccompAllow.isEmpty {
                 seccomp = SeccompPolicy.allowing(request.seccompAllow, in: seccomp)
                 out.info.append("seccomp: also allowed: \(request.seccompAllow.joined(separator: ", "))")
@@ -756,6 +759,20 @@ public enum Resolver {
     /// not one of the private mounts a sandbox gets (binding the host's /tmp
     /// would replace the sandbox's own with all of the host's, sockets
     /// included), not in the host's pseudo-filesystems.
+    /// A mount that lets the sandbox write the host's files (the
+    /// workspace, a read-write bind), where others may reach what it
+    /// leaves; nook's own files for the sandbox and device nodes aside.
+    static func writesHostFiles(_ mounts: [Mount], sandboxDir: String) -> Bool {
+        mounts.contains { m in
+            let options = m.options ?? []
+            guard m.type == "bind" || options.contains("bind") || options.contains("rbind"),
+                  !options.contains("ro"), let source = m.source else { return false }
+            if source.hasPrefix("/dev/") { return false }
+            if source == sandboxDir || source.hasPrefix(sandboxDir + "/") { return false }
+            return true
+        }
+    }
+
     /// The current directory lies in the session's runtime directory
     /// (or another user's, below /run/user).
     static func inRuntimeDirectory(_ host: HostContext) -> Bool {

@@ -78,6 +78,38 @@ public enum SeccompPolicy {
                        architectures: architectures(native: native), syscalls: rules)
     }
 
+    /// The mode argument of each call that sets a file's mode bits.
+    public static let modeArguments: [(name: String, index: UInt32)] = [
+        ("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2), ("creat", 1), ("open", 2), ("openat", 3),
+        ("mknod", 1), ("mknodat", 2),
+    ]
+
+    /// `policy` refusing (EPERM) to make a file setuid or setgid, for a
+    /// sandbox that can write where others may reach: a program in it could
+    /// leave such a file in the workspace or a bind for another local user
+    /// to run as you (or as one of your subordinate ids, from root mode).
+    /// `nosuid` mounts protect only the sandbox. openat2(2) passes its mode
+    /// in memory the filter cannot read, so it is "not implemented" and
+    /// callers fall back to openat. `--seccomp-allow` of a call lifts it.
+    public static func refusingSetID(in policy: Seccomp) -> Seccomp {
+        var out = policy
+        var rules: [SeccompRule] = []
+        for var rule in policy.syscalls ?? [] {
+            if rule.action == "SCMP_ACT_ALLOW" && (rule.args ?? []).isEmpty { rule.names.removeAll { $0 == "openat2" } }
+            if !rule.names.isEmpty { rules.append(rule) }
+        }
+        rules.append(SeccompRule(names: ["openat2"], action: "SCMP_ACT_ERRNO", errnoRet: enosys))
+        for (name, index) in modeArguments {
+            for bit: UInt64 in [0o4000, 0o2000] {
+                rules.append(SeccompRule(names: [name], action: "SCMP_ACT_ERRNO", errnoRet: eperm, args: [
+                    SeccompArg(index: index, value: bit, valueTwo: bit, op: "SCMP_CMP_MASKED_EQ"),
+                ]))
+            }
+        }
+        out.syscalls = rules
+        return out
+    }
+
     /// `policy` with `names` allowed without conditions: taken out of every
     /// refusing rule, argument-checked ones included, and allowed.
     public static func allowing(_ names: [String], in policy: Seccomp) -> Seccomp {

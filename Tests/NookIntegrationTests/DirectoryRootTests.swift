@@ -251,4 +251,28 @@ struct DirectoryRootTests {
     func readlinkString(_ path: String) -> String? {
         try? FileManager.default.destinationOfSymbolicLink(atPath: path)
     }
+
+    /// A fresh try: a sandboxed command left a setuid copy of a program
+    /// in the workspace, and another local user ran it as the test user
+    /// (nosuid holds only inside). Refused where the sandbox writes host
+    /// files; a root of its own with no such bind keeps setuid files, as
+    /// package managers need, and --seccomp-allow lifts the refusal.
+    @Test func setuidFilesAreRefusedOnlyWhereTheSandboxWritesHostFiles() {
+        let ws = h.workspace("setid")
+        let out = h.nook(["run", "--", "sh", "-c",
+                          "cp /bin/true t; chmod 4755 t; echo $?; chmod 2755 t; echo $?; install -m 6755 /bin/true u; echo $?"],
+                         in: ws)
+        #expect(out.stdout == "1\n1\n1\n", "\(out)")
+        let modes = h.sh("stat -c %a t; stat -c %a u 2>/dev/null || echo none", in: ws).stdout
+        #expect(!modes.contains("4755") && !modes.contains("2755") && !modes.contains("6755"), "\(modes)")
+
+        let root = makeRootfs("setid-root")
+        let own = h.nook(["run", "--rootfs", root, "--", "sh", "-c", "cp /bin/busybox /x; chmod 4755 /x && stat -c %a /x"])
+        #expect(own.stdout == "4755\n", "no host files written: \(own)")
+        let bound = h.nook(["run", "--rootfs", root, "--bind", "\(ws):/w", "--", "sh", "-c", "cp /bin/busybox /w/x; chmod 4755 /w/x"])
+        #expect(bound.status != 0, "a bind of the host: \(bound)")
+        let allowed = h.nook(["run", "--seccomp-allow", "fchmodat", "--seccomp-allow", "fchmodat2", "--", "sh", "-c",
+                              "cp /bin/true v; chmod 4755 v && stat -c %a v"], in: ws)
+        #expect(allowed.stdout == "4755\n", "\(allowed)")
+    }
 }
