@@ -22,6 +22,9 @@ public struct SeccompFailure: NookFailure {
 public enum SeccompFilters {
     public static var nativeArch: String { String(cString: nook_seccomp_native_arch()) }
 
+    /// Whether libseccomp knows a system call of that name (on any ABI).
+    public static func knows(_ name: String) -> Bool { nook_seccomp_syscall_number(name) >= 0 }
+
     /// BPF programs (8-byte instructions) to load in order; empty for no filter.
     public static func compile(_ seccomp: Seccomp?) throws -> [[UInt8]] {
         guard let seccomp else { return [] }

@@ -76,6 +76,14 @@ struct ExplainRunTests {
         #expect(out.stderr.contains("--seccomp-allow keyctl"), "\(out)")
     }
 
+    /// A fresh try: a misspelt --seccomp-allow was taken without a word.
+    @Test func aSeccompAllowThatNamesNoCallIsWarnedAbout() {
+        let out = h.nook(["run", "--seccomp-allow", "keyctll", "--", "true"])
+        #expect(out.status == 0 && out.stderr.contains("seccomp_allow keyctll: no system call has that name"), "\(out)")
+        let fine = h.nook(["run", "--seccomp-allow", "keyctl", "--", "true"])
+        #expect(!fine.stderr.contains("no system call"), "\(fine)")
+    }
+
     @Test func seccompAllowLetsARefusedCallThroughAndNothingElse() {
         let probe = "import ctypes; l=ctypes.CDLL(None, use_errno=True); r=l.syscall(272, 0x10000000); "
             + "print(r, ctypes.get_errno()); r=l.syscall(250,0,0); print(r, ctypes.get_errno())"

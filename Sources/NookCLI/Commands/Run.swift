@@ -197,6 +197,12 @@ enum RunCommand {
         resolution.origins = origins
         Log.debug("resolved the spec", ["mounts": String(resolution.spec.mounts?.count ?? 0)])
         for warning in resolution.warnings { Log.warnOnce(key: warning, warning) }
+        // A misspelt name allows nothing: said, not silently taken.
+        for name in request.seccompAllow where !SeccompFilters.knows(name) {
+            let origin = origins["security.seccomp_allow:" + name].map { " (\($0))" } ?? ""
+            Log.warnOnce(key: "seccomp-allow-" + name, "seccomp_allow \(name)\(origin): no system call has that name, "
+                + "so it allows nothing; names are as in syscalls(2), such as keyctl")
+        }
         for line in resolution.info { Log.info(line) }
         return Prepared(resolution: resolution, host: host, lease: lease)
     }
