@@ -87,6 +87,10 @@ struct RegistryPullTests {
         #expect(gone.status == 125
             && gone.stderr.contains("no image 127.0.0.1:1/nope:1 in the store, and pulling it failed: ")
             && gone.stderr.contains("does not answer HTTPS; using plain HTTP"), "\(gone)")
+        // A fresh try: --dry-run pulled the image.
+        let dry = f.nook(["run", "-v", "--dry-run", "127.0.0.1:1/nope:1", "--", "true"])
+        #expect(dry.status == 125 && dry.stderr.contains("(--dry-run never pulls)") && !dry.stderr.contains("HTTP"),
+                "\(dry)")
     }
 
     @Test func anIndexGivesThisHostsImageOrTheOneAskedFor() throws {

@@ -189,8 +189,14 @@ enum RunCommand {
         if request.image == nil, parsed.value("pull") != nil || parsed.value("platform") != nil {
             throw UsageFailure("--pull and --platform apply to an image", hint: "name one: nook run IMAGE -- COMMAND")
         }
+        // --dry-run changes nothing, the image store included.
+        let dryRun = parsed.has("dry-run")
         let lease = try request.image.map { reference in
-            try ImageRun.prepare(reference, policy: policy, parsed: parsed, host: &host)
+            do {
+                return try ImageRun.prepare(reference, policy: dryRun ? .never : policy, parsed: parsed, host: &host)
+            } catch let failure as UsageFailure where dryRun {
+                throw UsageFailure(failure.message + " (--dry-run never pulls)", hint: failure.hint)
+            }
         }
         Log.debug("probed the host", ["uid": String(host.uid), "ranges": String(host.uidRanges.count)])
         var resolution = try Resolver.resolve(request, host: host)
