@@ -57,8 +57,8 @@ public enum Puller {
         for candidate in candidates {
             do {
                 if reference.registry == nil {
-                    progress.say("Trying \(candidate) (\(text) is a short name; unqualified-search-registries in "
-                        + "\(env.config.path): \(env.config.searchRegistries.joined(separator: ", ")))")
+                    progress.say("Trying \(candidate) (\(text) is a short name; \(env.config.searchSource): "
+                        + "\(env.config.searchRegistries.joined(separator: ", ")))")
                 }
                 return try pullOne(candidate, options: options, environment: env, progress: progress)
             } catch {

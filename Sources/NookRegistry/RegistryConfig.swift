@@ -33,6 +33,13 @@ public struct RegistryConfig: Equatable, Sendable {
     public var registries: [Registry] = []
     /// The file it was read from (or would be), for messages.
     public var path: String
+    /// Whether that file was there: without it the values are nook's own.
+    public var fromFile = false
+
+    /// Where the search list comes from, for messages.
+    public var searchSource: String {
+        fromFile ? "unqualified-search-registries in \(path)" : "nook's default search list (no \(path))"
+    }
 
     public init(path: String) {
         self.path = path
@@ -53,6 +60,7 @@ public struct RegistryConfig: Equatable, Sendable {
             }
             return config
         }
+        config.fromFile = true
         let root: TOMLNode
         do { root = try TOML.parse(bytes: bytes) } catch {
             throw .badFile(path: "\(path):\(error.position)", message: error.message, hint: "fix the TOML syntax there")

@@ -78,6 +78,11 @@ import NookSupport
         defer { unlink(path) }
         let config = try RegistryConfig.load(path: path)
         #expect(config.searchRegistries == ["quay.io"])
+        #expect(config.searchSource == "unqualified-search-registries in \(path)")
+        // A fresh try: without the file, messages named it as the source
+        // of docker.io.
+        let none = try RegistryConfig.load(path: "/nonexistent/registries.toml")
+        #expect(none.searchSource == "nook's default search list (no /nonexistent/registries.toml)")
         #expect(config.settings(for: "r.lan:5000").insecure)
         let bad = file("[[registry]]\nlocation = \"r.lan\"\ninsecur = true\n")
         defer { unlink(bad) }
