@@ -14,6 +14,17 @@ public enum FileProblem: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(Int)
     case notUTF8
 
+    /// What to do about it.
+    public var fix: String {
+        switch self {
+        case .missing: "create it, fix the name, or mark the entry { profile = \"...\", optional = true }"
+        case .unreadable: "check the file's permissions"
+        case .notAFile: "name a file, not a directory or a device"
+        case .tooLarge: "split it, with extends"
+        case .notUTF8: "save it as UTF-8 (iconv -t UTF-8)"
+        }
+    }
+
     public var description: String {
         switch self {
         case .missing: "no such file"

@@ -132,9 +132,7 @@ private struct Walk {
             }
             report(
                 via, file: path, "profile \(loader.display(path)) \(problem)",
-                hint: problem == .missing
-                    ? "create it, fix the name, or mark the entry { profile = \"...\", optional = true }"
-                    : "check the file's permissions", chain: labels)
+                hint: problem.fix, chain: labels)
             return
         }
         let shown = loader.display(path)

@@ -149,6 +149,8 @@ struct FuzzTests {
             atPath: path, contents: Data([0x61, 0x20, 0x3D, 0x20, 0x22, 0xFF, 0xFE, 0x22, 0x0A]))
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(DiskFileSystem().read(path) == .failure(.notUTF8))
+        // A fresh try: its hint was "check the file's permissions".
+        #expect(FileProblem.notUTF8.fix.contains("UTF-8"))
         #expect(throws: TOMLSyntaxError.self) { try TOML.parse(bytes: [0x61, 0x20, 0x3D, 0x20, 0x22, 0xFF, 0x22]) }
     }
 }
