@@ -94,6 +94,11 @@ public enum Launcher {
                 ? try SandboxDirectory.claim(dir) : nil
         }
         defer { claimed?.remove() }
+        // A run that needs no directory still sweeps those of nooks killed
+        // with SIGKILL (a fresh try found them left until a run with one).
+        if claimed == nil, let dir = resolution.sandboxDir, let slash = dir.lastIndex(of: "/") {
+            SandboxDirectory.sweep(String(dir[..<slash]))
+        }
         let generated = try GeneratedFiles.write(resolution.generatedFiles)
         defer { generated.remove() }
         var plan = try Planner.plan(spec) { path in
