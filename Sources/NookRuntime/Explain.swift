@@ -355,15 +355,28 @@ final class SeccompSupervisor {
 
     deinit { close(listener) }
 
+    /// A call's name. x32 calls come with x86_64's audit arch and bit 30
+    /// set in the number: named by the number without it (a fresh try saw
+    /// "--seccomp-allow syscall 1073742096" in a hint).
+    static func name(arch: UInt32, nr: Int32) -> String {
+        func lookup(_ n: Int32) -> String? {
+            var buf = [CChar](repeating: 0, count: 64)
+            guard nook_seccomp_syscall_name(arch, n, &buf, Int32(buf.count)) == 0 else { return nil }
+            return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        if let name = lookup(nr) { return name }
+        let x32Bit: Int32 = 0x4000_0000
+        if nr & x32Bit != 0, let name = lookup(nr & ~x32Bit) { return name }
+        return "syscall \(nr)"
+    }
+
     /// Answers one pending notification. False when the listener is done.
     func handle() -> Bool {
         var notice = nook_seccomp_notice()
         let r = nook_seccomp_notice_receive(listener, &notice)
         if r == -ENOENT || r == -EINTR { return true }
         guard r == 0 else { return false }
-        var buf = [CChar](repeating: 0, count: 64)
-        let name = nook_seccomp_syscall_name(notice.arch, notice.nr, &buf, Int32(buf.count)) == 0
-            ? String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "syscall \(notice.nr)"
+        let name = SeccompSupervisor.name(arch: notice.arch, nr: notice.nr)
         if let emulator, RootEmulator.calls.contains(name) || name == "prctl" {
             emulator.answer(notice, call: name, listener: listener)
         } else if let explainer {

@@ -50,6 +50,13 @@ struct ExplainTests {
         #expect(Explainer.refusal(ioctl, args: [0, 0x5401, 0, 0, 0, 0]) == nil)  // TCGETS
     }
 
+    /// x32 calls arrive with x86_64's audit arch and bit 30 in the number.
+    @Test func anX32CallIsNamedByItsName() {
+        #expect(SeccompSupervisor.name(arch: 0xC000_003E, nr: 0x4000_0000 | 272) == "unshare")
+        #expect(SeccompSupervisor.name(arch: 0xC000_003E, nr: 272) == "unshare")
+        #expect(SeccompSupervisor.name(arch: 0xC000_003E, nr: 99_999) == "syscall 99999")
+    }
+
     /// A call refused on a condition but not otherwise allowed outright
     /// keeps its rules: nook does not guess what the rest would get.
     @Test func onlyCallsAllowedExceptOnAConditionAreComparedByNook() {
