@@ -197,12 +197,17 @@ private struct Walk {
 }
 
 extension Profile {
-    /// Paths the profile needs on this host that are not there: bind
-    /// sources and env files. Checked when a sandbox starts (not by `check`,
+    /// Paths the profile needs on this host that are not there: its root
+    /// directory, bind sources and env files. Checked when a sandbox starts (not by `check`,
     /// since a profile may be written for another machine), so that the
     /// error names the line of the profile rather than a flag.
     public func missingHostPaths(exists: (String) -> Bool) -> [ProfileIssue] {
         var issues: [ProfileIssue] = []
+        if let root = settings.scalars["filesystem.root"], case .string(let path) = root.value, path != "host",
+           !exists(path) {
+            issues.append(ProfileIssue(root.origin, key: "filesystem.root", "the root directory \(path) does not exist "
+                + "on this host", hint: "create it (debootstrap, nook unshare tar -x ...), or set root = \"host\""))
+        }
         for bind in settings.lists["filesystem.binds"] ?? [] {
             guard case .bind(let b) = bind.value, !exists(b.source) else { continue }
             issues.append(

@@ -248,6 +248,11 @@ struct ProfileTests {
         #expect(out.status == 125, "\(out)")
         #expect(out.stderr.contains("binds.toml:2:10: filesystem.binds: the source /nonexistent/nook-data does not exist"),
                 "\(out)")
+        // A fresh try: a missing root was not named by its line.
+        userProfile(env, "rooted", "[filesystem]\nroot = \"/nonexistent/nook-root\"\n")
+        let rooted = h.nook(["run", "--profile", "rooted", "--", "true"], env: env)
+        #expect(rooted.status == 125 && rooted.stderr.contains(
+            "rooted.toml:2:8: filesystem.root: the root directory /nonexistent/nook-root does not exist"), "\(rooted)")
     }
 
     // MARK: Failing closed (C19)
