@@ -159,7 +159,7 @@ enum Plans {
             var names: [String] = []
             for tag in entry.RepoTags ?? [] {
                 if let name = ImageName.normalize(tag) { names.append(name) } else {
-                    Log.warning("\(source.label): ignoring the tag '\(tag)': not a valid image name")
+                    Log.warning("\(source.label): ignoring the tag '\(escapedBytes(Array(tag.utf8).prefix(200)))': not a valid image name")
                 }
             }
             plans.append(ImagePlan(names: names, manifest: nil, config: (id, bytes), configFile: config, layers: layers,

@@ -97,4 +97,14 @@ struct ImageHostileTests {
         #expect(out.status == 125 && out.stderr.contains("the size of big passed the limit of 16 GiB"), "\(out)")
         #expect(f.storeIsEmpty)
     }
+
+    /// A fresh try: a docker-archive tag holding terminal escapes and a
+    /// line break was printed raw in the warning that ignored it.
+    @Test func aTagThatIsNoNameIsShownEscaped() {
+        let f = ImageFixture()
+        let path = f.make("escapes", #"{"format": "docker", "name": "x\u001b[31m\nnook: fake", "layers": [[{"name": "f"}]]}"#)
+        let out = f.nook(["image", "load", path])
+        #expect(out.stderr.contains("ignoring the tag 'x\\x1b[31m\\xanook: fake'"), "\(out)")
+        #expect(!out.stderr.contains("\u{1b}"), "\(out)")
+    }
 }
