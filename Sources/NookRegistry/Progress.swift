@@ -30,6 +30,8 @@ public final class TransferProgress: @unchecked Sendable {
 
     public let mode: Mode
     private var rows: [Row] = []
+    /// How many of the rows are layers (the rest: the config).
+    private var layerCount = 0
     private var mutex = pthread_mutex_t()
     private var drawn = 0
     private var stopped = false
@@ -61,8 +63,13 @@ public final class TransferProgress: @unchecked Sendable {
         }
     }
 
-    func start(_ layers: [(label: String, total: UInt64)]) {
-        locked { rows = layers.map { Row(label: $0.label, total: $0.total) } }
+    /// One row per blob; the last `configs` of them are the image's config
+    /// (a push sends it too), named so rather than counted as a layer.
+    func start(_ layers: [(label: String, total: UInt64)], configs: Int = 0) {
+        locked {
+            rows = layers.map { Row(label: $0.label, total: $0.total) }
+            layerCount = rows.count - configs
+        }
         guard mode == .bars else { return }
         group.enter()
         DispatchQueue.global().async { [self] in
@@ -87,14 +94,14 @@ public final class TransferProgress: @unchecked Sendable {
                 row.base = base
             }
             guard mode == .lines else { return nil }
-            let n = "\(index + 1)/\(rows.count)"
+            let n = index < layerCount ? "layer \(index + 1)/\(layerCount)" : "config"
             switch state {
-            case .present: return "layer \(n) \(row.label): already in the store"
-            case .skipped: return "layer \(n) \(row.label): already in the registry"
-            case .transferring where base > 0: return "layer \(n) \(row.label): resuming at \(Size.text(base)) of \(Size.text(row.total))"
-            case .transferring: return "layer \(n) \(row.label): \(verb) \(Size.text(row.total))"
-            case .transferred: return "layer \(n) \(row.label): \(verb == "uploading" ? "uploaded" : "downloaded")"
-            case .done where verb == "downloading": return "layer \(n) \(row.label): unpacked"
+            case .present: return "\(n) \(row.label): already in the store"
+            case .skipped: return "\(n) \(row.label): already in the registry"
+            case .transferring where base > 0: return "\(n) \(row.label): resuming at \(Size.text(base)) of \(Size.text(row.total))"
+            case .transferring: return "\(n) \(row.label): \(verb) \(Size.text(row.total))"
+            case .transferred: return "\(n) \(row.label): \(verb == "uploading" ? "uploaded" : "downloaded")"
+            case .done where verb == "downloading": return "\(n) \(row.label): unpacked"
             default: return nil
             }
         }

@@ -38,7 +38,7 @@ public enum Pusher {
         let credential = try env.credentials.credential(registry: target.registry ?? "", repository: target.repository)
         let client = RegistryClient(reference: target, actions: "pull,push", config: env.config, tlsCA: tlsCA,
                                     credential: credential, retry: retry, cancel: cancel)
-        progress.start(blobs.map { ($0.digest.short, $0.size) })
+        progress.start(blobs.map { ($0.digest.short, $0.size) }, configs: 1)
         defer { progress.stop() }
         var uploaded = 0
         for (i, blob) in blobs.enumerated() {

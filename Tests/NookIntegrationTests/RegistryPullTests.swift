@@ -248,6 +248,9 @@ struct RegistryPullTests {
 
         let push = f.nook(["push", "localhost/bb:1", "\(registry.proxy)/pushed/bb:1"])
         #expect(push.status == 0 && push.stdout.contains("3 blobs uploaded, 0 already there"), "\(push)")
+        // A fresh try: the config was shown as "layer 3/3".
+        #expect(push.stderr.contains("layer 2/2") && push.stderr.contains("\nconfig ")
+            && !push.stderr.contains("layer 3/3"), "\(push)")
         let again = f.nook(["push", "localhost/bb:1", "\(registry.proxy)/pushed/bb:1"])
         #expect(again.status == 0 && again.stdout.contains("0 blobs uploaded, 3 already there"), "\(again)")
 
