@@ -20,6 +20,8 @@ public struct PruneResult: Equatable, Sendable {
     public var bytes: UInt64 = 0
     /// Unreferenced layers left because a sandbox uses them.
     public var layersInUse = 0
+    /// What interrupted imports left (their staging directories).
+    public var leftovers = 0
 }
 
 // Removing. Reference counts are not stored: a layer's users are the image
@@ -77,7 +79,7 @@ extension ImageStore {
     /// imports.
     public func prune(context: HelperContext) throws(StoreError) -> PruneResult {
         guard FS.exists(root) else { return PruneResult() }
-        removeLeftovers(context: context)
+        let leftovers = removeLeftovers(context: context)
         defer { emptyTrash(context: context) }
         return try locked(exclusive: true) { () throws(StoreError) -> PruneResult in
             // A names.json that was missing or damaged is written again from
@@ -102,6 +104,7 @@ extension ImageStore {
             }
             var result = try collect()
             result.images = images
+            result.leftovers = leftovers
             return result
         }
     }
@@ -175,16 +178,22 @@ extension ImageStore {
 
     /// Moves the directories of imports that were killed (their owner lock
     /// is free) to the trash, and empties it.
-    func removeLeftovers(context: HelperContext) {
+    @discardableResult
+    func removeLeftovers(context: HelperContext) -> Int {
+        var count = 0
         for name in FS.list(tmpDirectory) {
             let dir = tmpDirectory + "/" + name
             guard let lock = try? LockFile(dir + "/owner", create: false) else {
                 // Not an import's directory, or one that has not made its lock yet.
                 continue
             }
-            if (try? lock.tryLock(exclusive: true)) == true { moveToTrash(dir) }
+            if (try? lock.tryLock(exclusive: true)) == true {
+                moveToTrash(dir)
+                count += 1
+            }
         }
         emptyTrash(context: context)
+        return count
     }
 
     /// Removes what is in the trash through the helper (files of subordinate

@@ -76,6 +76,9 @@ enum ImagePruneCommand {
         for id in result.images { writeStdout("Removed \(id)\n") }
         var line = "Removed \(result.images.count) image\(result.images.count == 1 ? "" : "s"), \(result.layers) "
             + "layer\(result.layers == 1 ? "" : "s") (\(Size.text(result.bytes))), \(result.blobs) blob\(result.blobs == 1 ? "" : "s")"
+        if result.leftovers > 0 {
+            line += "; removed what \(result.leftovers) interrupted load\(result.leftovers == 1 ? "" : "s") left"
+        }
         if result.layersInUse > 0 { line += "; kept \(result.layersInUse) unreferenced layer\(result.layersInUse == 1 ? "" : "s") a sandbox still uses" }
         writeStdout(line + "\n")
         return 0
