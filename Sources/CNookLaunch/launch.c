@@ -57,9 +57,18 @@ int k_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t attr_set
 int k_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
 }
+/* openat2 with RESOLVE_IN_ROOT or RESOLVE_BENEATH fails with EAGAIN when a
+ * rename or mount anywhere on the system raced a ".." step (openat2(2));
+ * other sandboxes starting at the same time do that. Tried again, a few
+ * times, as the man page advises. */
 int k_openat2(int dfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct { uint64_t flags, mode, resolve; } how = { flags, mode, resolve };
-    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+    int r = -1;
+    for (int i = 0; i < 64; i++) {
+        r = (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+        if (r >= 0 || errno != EAGAIN) break;
+    }
+    return r;
 }
 /* fork without Glibc's atfork handlers: they take locks another thread of
  * the host may have held when it called clone. */

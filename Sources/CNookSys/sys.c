@@ -32,9 +32,15 @@
 
 static int result(long r) { return r < 0 ? -errno : (int)r; }
 
+/* EAGAIN: a rename or mount raced a ".." step; tried again (openat2(2)). */
 int nook_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct { uint64_t flags, mode, resolve; } how = { flags, mode, resolve };
-    return result(syscall(SYS_openat2, dirfd, path, &how, sizeof how));
+    long r = -1;
+    for (int i = 0; i < 64; i++) {
+        r = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+        if (r >= 0 || errno != EAGAIN) break;
+    }
+    return result(r);
 }
 
 int nook_pidfd_open(pid_t pid, unsigned int flags) {
