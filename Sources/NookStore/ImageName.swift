@@ -36,6 +36,15 @@ public enum ImageName {
         return out
     }
 
+    /// A name an image from a file may be given: no digest in it. A name
+    /// with `@sha256:...` is kept only from a pull, which checked it; an
+    /// archive could otherwise pin alpine@sha256:X to anything (a fresh
+    /// try ran such a planted image by a "pinned" name).
+    public static func loadable(_ text: String) -> String? {
+        guard let name = normalize(text), !name.contains("@") else { return nil }
+        return name
+    }
+
     /// `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
     package static func isPathComponent(_ s: String) -> Bool {
         let b = Array(s.utf8)

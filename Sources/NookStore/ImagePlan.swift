@@ -101,11 +101,13 @@ enum Plans {
     /// name: `localhost/DIR:TAG`.
     static func refNames(_ d: Descriptor, layout: String) -> [String] {
         let a = d.annotations ?? [:]
-        if let full = a[Annotation.containerdName], let name = ImageName.normalize(full) { return [name] }
+        if let full = a[Annotation.containerdName], let name = ImageName.loadable(full) { return [name] }
         guard let ref = a[Annotation.refName], !ref.isEmpty else { return [] }
-        if ref.contains("/") || ref.contains(":"), let name = ImageName.normalize(ref) { return [name] }
+        if ref.contains("/") || ref.contains(":") || ref.contains("@") {
+            return ImageName.loadable(ref).map { [$0] } ?? []
+        }
         let base = FS.split(layout.hasSuffix("/") ? String(layout.dropLast()) : layout).1.lowercased()
-        if let name = ImageName.normalize("localhost/\(base):\(ref)") { return [name] }
+        if let name = ImageName.loadable("localhost/\(base):\(ref)") { return [name] }
         return []
     }
 
@@ -158,8 +160,10 @@ enum Plans {
             }
             var names: [String] = []
             for tag in entry.RepoTags ?? [] {
-                if let name = ImageName.normalize(tag) { names.append(name) } else {
-                    Log.warning("\(source.label): ignoring the tag '\(escapedBytes(Array(tag.utf8).prefix(200)))': not a valid image name")
+                if let name = ImageName.loadable(tag) { names.append(name) } else {
+                    Log.warning("\(source.label): ignoring the tag '\(escapedBytes(Array(tag.utf8).prefix(200)))': "
+                        + (ImageName.normalize(tag) != nil ? "a name with a digest is kept only from a pull, which checks it"
+                            : "not a valid image name"))
                 }
             }
             plans.append(ImagePlan(names: names, manifest: nil, config: (id, bytes), configFile: config, layers: layers,

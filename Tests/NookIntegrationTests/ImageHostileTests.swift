@@ -107,4 +107,19 @@ struct ImageHostileTests {
         #expect(out.stderr.contains("ignoring the tag 'x\\x1b[31m\\xanook: fake'"), "\(out)")
         #expect(!out.stderr.contains("\u{1b}"), "\(out)")
     }
+
+    /// A fresh try: an archive named its image alpine@sha256:111..., and
+    /// `nook run alpine@sha256:111...` ran it, the pin never checked. A
+    /// name with a digest is kept only from a pull, which checks it.
+    @Test func anArchiveCannotNameItsImageByADigest() {
+        let f = ImageFixture()
+        let pinned = "docker.io/library/alpine@sha256:\(String(repeating: "1", count: 64))"
+        let path = f.make("pin", #"{"format": "docker", "name": "\#(pinned)", "layers": [[{"name": "evil"}]]}"#)
+        let load = f.nook(["image", "load", path])
+        #expect(load.stderr.contains("a name with a digest is kept only from a pull"), "\(load)")
+        let run = f.nook(["run", "--pull", "never", "alpine@sha256:\(String(repeating: "1", count: 64))", "--", "true"])
+        #expect(run.status == 125 && run.stderr.contains("in the store"), "\(run)")
+        let tagged = f.nook(["image", "load", "--tag", "localhost/x:1@sha256:\(String(repeating: "0", count: 64))", path])
+        #expect(tagged.status == 125 && tagged.stderr.contains("kept only from a pull"), "\(tagged)")
+    }
 }

@@ -64,7 +64,11 @@ enum ImageLoadCommand {
     static func loadOptions(_ parsed: ParsedOptions) throws(UsageFailure) -> LoadOptions {
         var load = LoadOptions()
         for tag in parsed.all("tag") {
-            guard let name = ImageName.normalize(tag) else {
+            guard let name = ImageName.loadable(tag) else {
+                if ImageName.normalize(tag) != nil {
+                    throw UsageFailure("--tag \(tag): a name with a digest is kept only from a pull, which checks it",
+                                       hint: "tag it without the @sha256:... part")
+                }
                 throw UsageFailure("--tag \(tag): not a valid image name",
                                    hint: "lowercase letters, digits and . _ - in path parts, as in localhost/app:1")
             }
