@@ -274,4 +274,24 @@ struct ImageRunTests {
         #expect(out.stdout.hasPrefix("127.0.0.1\tlocalhost"), "\(out)")
         #expect(canary.fingerprint == before)
     }
+
+    /// A fresh try: a restart of a detached container looked its image up
+    /// by name again, so loading another image under that name changed
+    /// what ran (and a removed image was pulled). Restarts run the image
+    /// the container was made with.
+    @Test func aRestartRunsTheImageTheContainerWasMadeWith() {
+        let f = ImageFixture()
+        let name = "swap" + String(UUID().uuidString.prefix(6)).lowercased()
+        let image = load(f, name, extraLayers: #"[{"name": "marker", "data": "AAA\n"}]"#)
+        let start = f.nook(["run", "-d", "--name", name, "--restart", "always", image, "--",
+                            "sh", "-c", "cat /marker; sleep 0.3; exit 1"])
+        defer { f.nook(["rm", "-f", name]) }
+        #expect(start.status == 0, "\(start)")
+        _ = load(f, name, extraLayers: #"[{"name": "marker", "data": "BBB\n"}]"#)
+        func runs() -> [Substring] { f.nook(["logs", name]).stdout.split(separator: "\n") }
+        let deadline = Date().addingTimeInterval(30)
+        while runs().count < 4 && Date() < deadline { usleep(200_000) }
+        let logs = runs()
+        #expect(logs.count >= 4 && logs.allSatisfy { $0 == "AAA" }, "\(logs)")
+    }
 }

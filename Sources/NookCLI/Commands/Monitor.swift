@@ -225,7 +225,11 @@ final class Monitor {
         if !parsed.has("verbose") && !parsed.has("debug") && parsed.value("log-level") == nil {
             Log.level = .error
         }
-        var prepared = try RunCommand.prepare(parsed, environment: environment, detached: true)
+        // The image the container was made with, by id: a name loaded or
+        // pulled again since, or removed, never changes what a restart runs
+        // (a fresh try saw a restart run another image, or pull one).
+        var prepared = try RunCommand.prepare(parsed, environment: environment, detached: true,
+                                              image: record.annotations[Annotation.imageID])
         if let manager = record.cgroupManager {
             prepared.resolution.spec.annotations = (prepared.resolution.spec.annotations ?? [:])
                 .merging([Annotation.cgroupManager: manager]) { _, pinned in pinned }

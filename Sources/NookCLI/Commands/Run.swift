@@ -161,7 +161,11 @@ enum RunCommand {
 
     /// Everything before the launch: the request from flags and profile,
     /// the host, the image, the resolved spec; warnings printed.
-    static func prepare(_ parsed: ParsedOptions, environment: [String: String], detached: Bool) throws -> Prepared {
+    /// `image`: the id of the image to run instead of the one the
+    /// arguments name (a detached container's monitor runs the image its
+    /// container was made with, whatever the name means by now).
+    static func prepare(_ parsed: ParsedOptions, environment: [String: String], detached: Bool,
+                        image pinned: String? = nil) throws -> Prepared {
         var request = try request(from: parsed)
         var origins = RuleOrigins()
         if let reference = parsed.value("profile") {
@@ -169,6 +173,7 @@ enum RunCommand {
             request = profile.overlaid(by: request)
             origins = settings
         }
+        if let pinned, request.image != nil { request.image = pinned }
         let rootFlags = ["read-only", "overlay", "persist"].filter { parsed.has($0) || parsed.value($0) != nil }
         if request.rootfs == nil && request.image == nil && !rootFlags.isEmpty {
             throw UsageFailure("--\(rootFlags[0]) applies to a root of its own",
@@ -185,7 +190,7 @@ enum RunCommand {
         Log.debug("parsed the command line")
         var host = try HostProbe.current(for: request)
         // The image's layers stay leased (prune keeps them) until nook ends.
-        let policy = try parsed.choice("pull", PullPolicy.self) ?? .missing
+        let policy = pinned != nil ? .never : try parsed.choice("pull", PullPolicy.self) ?? .missing
         if request.image == nil, parsed.value("pull") != nil || parsed.value("platform") != nil {
             throw UsageFailure("--pull and --platform apply to an image", hint: "name one: nook run IMAGE -- COMMAND")
         }
