@@ -276,7 +276,11 @@ public enum Planner {
         }
         for path in linux.readonlyPaths ?? [] {
             var ro = PlannedOp(kind: .remount, source: path, destination: path)
-            ro.attributes = NOOK_ATTR_RDONLY | NOOK_ATTR_NOSUID | NOOK_ATTR_NODEV | NOOK_ATTR_NOEXEC
+            // /proc's own read-only parts also lose exec; a read-only path of
+            // the user's (a project's .git) keeps running its scripts, as a
+            // :ro bind does (a fresh try found its hooks refused).
+            ro.attributes = NOOK_ATTR_RDONLY | NOOK_ATTR_NOSUID | NOOK_ATTR_NODEV
+                | (Resolver.defaultReadonlyPaths.contains(path) ? NOOK_ATTR_NOEXEC : 0)
             ro.optional = true
             ro.create = false
             plan.ops.append(ro)

@@ -145,6 +145,17 @@ struct ProfileTests {
         #expect(out.status == 0 && out.stdout == "ran\n", "\(out)")
     }
 
+    /// A fresh try: a read_only path was mounted noexec too (as /proc's
+    /// are), so a read-only .git's hooks no longer ran.
+    @Test func aReadOnlyPathStaysExecutable() {
+        let env = isolated()
+        let ws = h.workspace("rox")
+        h.sh("mkdir tools && printf '#!/bin/sh\\necho ran\\n' > tools/run.sh && chmod 755 tools/run.sh", in: ws)
+        userProfile(env, "ro", "[filesystem]\nread_only = [\"\(ws)/tools\"]\n")
+        let out = h.nook(["run", "--profile", "ro", "--", "sh", "-c", "./tools/run.sh; touch tools/x"], in: ws, env: env)
+        #expect(out.stdout == "ran\n" && out.stderr.contains("Read-only file system"), "\(out)")
+    }
+
     @Test func strictHidesTheHomeAndTheWorkspace() throws {
         let user = try #require(h.user)
         let secret = user.home + "/.nook-strict-secret"
