@@ -219,6 +219,12 @@ public enum Resolver {
                 + hostRootResolvConf(host: host, network: net, out: &out)
         }
         spec.mounts = try mounts(request, host: host, defaults: defaults, hidden: hiding.mounts)
+        for bind in request.binds {
+            if let source = try? normalized(bind.source, what: "--bind source"),
+               let warning = sessionSocketWarning(source, host: host) {
+                out.warnings.append(warning)
+            }
+        }
         linux.devices = ["null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
                          "tty": (5, 0)].sorted { $0.key < $1.key }
             .map { Device(path: "/dev/" + $0.key, type: "c", major: $0.value.0, minor: $0.value.1) }
@@ -771,6 +777,22 @@ public enum Resolver {
             if source == sandboxDir || source.hasPrefix(sandboxDir + "/") { return false }
             return true
         }
+    }
+
+    /// A bind that shows the session's bus or user manager socket: through
+    /// either the sandbox can have commands started outside itself
+    /// (systemd-run --user), read-only or not (a socket is connected to,
+    /// not written). A fresh try did just that.
+    static func sessionSocketWarning(_ source: String, host: HostContext) -> String? {
+        guard let runtime = host.environment["XDG_RUNTIME_DIR"].flatMap({ try? normalized($0, what: "XDG_RUNTIME_DIR") })
+        else { return nil }
+        let rest = source.hasPrefix(runtime + "/") ? String(source.dropFirst(runtime.count + 1)) : nil
+        let first = rest.map { String($0.prefix { $0 != "/" }) }
+        guard source == runtime || runtime.hasPrefix(source + "/") || source == "/"
+            || ["bus", "systemd", "dbus-1"].contains(first ?? "") else { return nil }
+        return "--bind \(source) shows your session's D-Bus or systemd socket (in \(runtime)): through it a program in "
+            + "the sandbox can have commands run outside it (systemd-run --user), even read-only. Bind only what "
+            + "the program needs"
     }
 
     /// The current directory lies in the session's runtime directory

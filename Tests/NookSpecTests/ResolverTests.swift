@@ -70,6 +70,19 @@ struct ResolverTests {
         #expect(mounts.first { $0.destination == "/home/alice" }?.options?.contains("rw") == true)
     }
 
+    /// A fresh try: --bind of the bus socket (read-only) let a sandboxed
+    /// systemd-run --user start a command outside; nothing was said.
+    @Test(arguments: [("/run/user/1000/bus", true), ("/run/user/1000", true), ("/run", true),
+                      ("/run/user/1000/systemd/private", true), ("/run/user/1000/wayland-0", false), ("/data", false)])
+    func aBindOfTheSessionsSocketsIsWarnedAbout(source: String, warned: Bool) throws {
+        var host = ResolverTests.host
+        host.sourceIsDirectory[source] = true
+        var request = SandboxRequest()
+        request.binds = [BindMount(source: source, destination: "/x", readOnly: true)]
+        let out = try resolve(request, host: host)
+        #expect(out.warnings.contains { $0.contains("D-Bus or systemd socket") } == warned, "\(out.warnings)")
+    }
+
     /// From $XDG_RUNTIME_DIR the workspace bind showed the user manager's
     /// and the bus's sockets: a sandboxed command asked systemd to start a
     /// command outside the sandbox.
