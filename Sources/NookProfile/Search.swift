@@ -4,6 +4,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import NookSupport
 
 /// One directory of the search path.
 public struct ProfileDirectory: Equatable, Sendable {
@@ -38,10 +39,17 @@ public struct ProfileSearchPath: Equatable, Sendable {
         dirs.append(ProfileDirectory("/etc/nook/profiles", .system))
         var installed = false
         if let executable, executable.hasPrefix("/") {
-            let prefix = directoryOf(directoryOf(executable))
-            let share = cleanedPath(prefix + "/share/nook/profiles")
-            dirs.append(ProfileDirectory(share, .stock))
+            let share = stockDirectory(executable: executable)
             installed = isDirectory(share)
+            // Only where nobody else could have put profiles: a binary in
+            // /tmp/bin would read /tmp/share/nook/profiles (a fresh try
+            // planted a "stock" strict there as another user).
+            if !installed || isTrusted(share) {
+                dirs.append(ProfileDirectory(share, .stock))
+            } else {
+                Log.warnOnce(key: "untrusted-" + share, "ignoring the stock profiles in \(share): it or a directory "
+                    + "above it belongs to another user or can be written by others")
+            }
         }
         // An installed nook never reads the checkout it was built from
         // (a directory its builder may go on changing): it showed every
@@ -62,6 +70,32 @@ public struct ProfileSearchPath: Equatable, Sendable {
         let checkout = directoryOf(directoryOf(directoryOf(file)))
         let path = checkout + "/Profiles"
         return isDirectory(path) ? path : nil
+    }
+
+    /// PREFIX/share/nook/profiles for an executable in PREFIX/bin.
+    public static func stockDirectory(executable: String) -> String {
+        cleanedPath(directoryOf(directoryOf(executable)) + "/share/nook/profiles")
+    }
+
+    /// The directory and every one above it belong to root or the caller
+    /// and only their owner may change them (a sticky directory such as
+    /// /tmp may be writable by all: its entries keep their owners).
+    static func isTrusted(_ path: String) -> Bool {
+        guard let real = realpath(path, nil) else { return false }
+        let resolved = String(cString: real)
+        free(real)
+        let me = getuid()
+        var current = resolved
+        var first = true
+        while true {
+            var sb = stat()
+            guard stat(current, &sb) == 0, sb.st_uid == 0 || sb.st_uid == me else { return false }
+            let othersWrite = sb.st_mode & 0o022 != 0
+            if othersWrite && (first || sb.st_mode & S_ISVTX == 0) { return false }
+            if current == "/" { return true }
+            current = directoryOf(current)
+            first = false
+        }
     }
 
     static func isDirectory(_ path: String) -> Bool {

@@ -156,6 +156,21 @@ struct ProfileTests {
         #expect(out.stdout == "ran\n" && out.stderr.contains("Read-only file system"), "\(out)")
     }
 
+    /// A fresh try: with nook installed under the workspace (PREFIX/bin),
+    /// a sandboxed command wrote a new stock profile into
+    /// PREFIX/share/nook/profiles for later runs to load.
+    @Test func aSandboxCannotWriteTheStockProfilesOfANookInItsWorkspace() {
+        let ws = h.workspace("prefix")
+        let out = h.sh("""
+            mkdir -p pfx/bin pfx/share/nook/profiles && cp $NOOK pfx/bin/nook
+            pfx/bin/nook run -- true 2>/dev/null && echo ran
+            pfx/bin/nook run -- sh -c 'echo "[network]" > pfx/share/nook/profiles/planted.toml' 2>/dev/null
+            pfx/bin/nook run -- sh -c 'echo "[network]" > pfx/share/nook/profiles/strict.toml' 2>/dev/null
+            ls pfx/share/nook/profiles
+            """, in: ws)
+        #expect(out.stdout == "ran\n", "\(out)")
+    }
+
     @Test func strictHidesTheHomeAndTheWorkspace() throws {
         let user = try #require(h.user)
         let secret = user.home + "/.nook-strict-secret"

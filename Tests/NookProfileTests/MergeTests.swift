@@ -334,6 +334,15 @@ struct SearchPathTests {
         let uninstalled = ProfileSearchPath.standard(home: "/nonexistent", environment: [:],
                                                      executable: prefix + "/elsewhere/bin/nook")
         #expect(uninstalled.directories.contains { $0.path.hasSuffix("/Profiles") })
+        // A fresh try: a nook in /tmp/bin read /tmp/share/nook/profiles,
+        // which anyone could have made. A directory others may write is
+        // not searched.
+        chmod(prefix + "/share", 0o777)
+        let open = ProfileSearchPath.standard(home: "/nonexistent", environment: [:], executable: prefix + "/bin/nook")
+        #expect(!open.directories.contains { $0.path == prefix + "/share/nook/profiles" }, "\(open)")
+        chmod(prefix + "/share", 0o1777)
+        #expect(!ProfileSearchPath.isTrusted(prefix + "/share"), "a sticky directory itself is no place for profiles")
+        #expect(ProfileSearchPath.isTrusted(prefix + "/share/nook/profiles"), "below a sticky one, the owner decides")
     }
 
     @Test func aUserProfileOverridesAStockOneOfTheSameName() throws {
