@@ -53,7 +53,7 @@ enum Render {
 
     static func value(_ v: SettingValue, key: String) -> String {
         switch v {
-        case .string(let s): return tomlString(s)
+        case .string(let s): return shownString(s)
         case .bool(let b): return String(b)
         case .integer(let n): return String(n)
         case .number(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) + ".0" : String(d)
@@ -61,22 +61,29 @@ enum Render {
         case .limit(.value(let n)):
             if key == "limits.pids" { return String(n) }
             let text = Sizes.format(n)
-            return text == String(n) ? text : tomlString(text)
-        case .strings(let a): return "[" + a.map(tomlString).joined(separator: ", ") + "]"
+            return text == String(n) ? text : shownString(text)
+        case .strings(let a): return "[" + a.map(shownString).joined(separator: ", ") + "]"
         case .bind(let b):
             return
-                "{ source = \(tomlString(b.source)), destination = \(tomlString(b.destination)), read_only = \(b.readOnly) }"
+                "{ source = \(shownString(b.source)), destination = \(shownString(b.destination)), read_only = \(b.readOnly) }"
         case .tmpfs(let t):
-            var parts = ["destination = \(tomlString(t.destination))"]
-            if let size = t.size { parts.append("size = \(tomlString(Sizes.format(size)))") }
-            if let mode = t.mode { parts.append("mode = \(tomlString(mode))") }
+            var parts = ["destination = \(shownString(t.destination))"]
+            if let size = t.size { parts.append("size = \(shownString(Sizes.format(size)))") }
+            if let mode = t.mode { parts.append("mode = \(shownString(mode))") }
             return "{ " + parts.joined(separator: ", ") + " }"
         case .rlimit(let soft, let hard):
             func n(_ x: UInt64) -> String { x == UInt64.max ? "\"unlimited\"" : String(x) }
             return soft == hard ? n(soft) : "{ soft = \(n(soft)), hard = \(n(hard)) }"
         case .umask(let u):
             let digits = String(u, radix: 8)
-            return tomlString(String(repeating: "0", count: max(0, 4 - digits.count)) + digits)
+            return shownString(String(repeating: "0", count: max(0, 4 - digits.count)) + digits)
         }
     }
+}
+
+/// A value as a profile writes it: a TOML string whose `$` is doubled,
+/// since strings are expanded when read (`"$$HOME"` was shown as
+/// `"$HOME"`, which then read as the variable: a fresh try).
+func shownString(_ s: String) -> String {
+    tomlString(s.split(separator: "$", omittingEmptySubsequences: false).joined(separator: "$$"))
 }

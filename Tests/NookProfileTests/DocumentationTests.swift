@@ -54,5 +54,17 @@ struct DocumentationTests {
             ).load("/s/shown.toml")
             #expect(again.request == profile.request, "\(name):\n\(shown)")
         }
+        // A fresh try: Y = "$$HOME" (a literal dollar) was shown as
+        // "$HOME", which then read as the variable.
+        let dollars = try ProfileLoader(
+            search: search, fs: MemoryFileSystem(["/s/d.toml": "[environment]\nset = { Y = \"$$HOME and ${HOME}\" }\n"]),
+            variables: variables, home: "/home/u", cwd: "/s"
+        ).load("/s/d.toml")
+        let shown = dollars.renderTOML()
+        let back = try ProfileLoader(
+            search: search, fs: MemoryFileSystem(["/s/shown.toml": shown]), variables: variables, home: "/home/u", cwd: "/s"
+        ).load("/s/shown.toml")
+        #expect(back.request == dollars.request, "\(shown)")
+        #expect(shown.contains("$$HOME and /home/u"), "\(shown)")
     }
 }
