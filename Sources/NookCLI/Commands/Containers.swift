@@ -87,6 +87,10 @@ enum Containers {
             return text
         case .stopped:
             let code = r.exit?.code ?? 0
+            // Between two runs of its restart policy (docker says so too).
+            if monitorAlive(r) && !r.stopRequested {
+                return "Restarting (\(code)) \(duration(now - (r.finished ?? now))) ago"
+            }
             let why = r.exit?.monitorLost == true ? (r.monitor == nil ? " (never started)" : " (monitor killed)")
                 : r.exit?.oomKilled == true ? " (OOM killed)" : ""
             return "Exited (\(code)) \(duration(now - (r.finished ?? now))) ago" + why
