@@ -30,6 +30,12 @@ public struct ProcessRef: Codable, Equatable, Sendable, CustomStringConvertible 
         return stat.start == start && stat.state != "Z" && stat.state != "X"
     }
 
+    /// Alive but stopped: by SIGSTOP (state T) or a tracer (t).
+    public var isStopped: Bool {
+        guard let stat = ProcStat.read(pid) else { return false }
+        return stat.start == start && (stat.state == "T" || stat.state == "t")
+    }
+
     /// A pidfd for this process, checked after opening: if the pid was
     /// reused in between, the start time differs and nil is returned.
     public func openPidfd() -> Int32? {

@@ -336,6 +336,26 @@ struct LifecycleTests {
         #expect(f.eventually { f.containerDirectories.isEmpty && f.names.isEmpty }, "\(f.containerDirectories)")
     }
 
+    /// A fresh try: with the monitor held by SIGSTOP, stop, kill and rm -f
+    /// each waited until their time ran out, and stop left the command
+    /// running. Now the run ends at once; stop says why it cannot finish,
+    /// and rm -f ends the monitor too.
+    @Test func aFrozenMonitorNeitherHangsNorKeepsTheContainerRunning() throws {
+        let f = LifecycleFixture()
+        f.start(["--", "sh", "-c", "sleep 300 # \(f.tag)"], name: "frozen")
+        let monitor = try #require((f.state("frozen")["monitor"] as? [String: Any])?["pid"] as? Int)
+        kill(pid_t(monitor), SIGSTOP)
+        defer { kill(pid_t(monitor), SIGCONT) }
+        // Each command's own timeout is what would catch a hang (30 s for
+        // stop -t 1 and for rm -f is what they took before).
+        let stop = f.nook(["stop", "-t", "1", "frozen"], timeout: 25)
+        #expect(stop.status == 125 && stop.stderr.contains("monitor (pid \(monitor)) is stopped"), "\(stop)")
+        #expect(f.eventually(10) { f.processes.isEmpty }, "\(f.processes)")
+        let rm = f.nook(["rm", "-f", "frozen"], timeout: 25)
+        #expect(rm.status == 0, "\(rm)")
+        #expect(f.eventually { f.containerDirectories.isEmpty && Glibc.kill(pid_t(monitor), 0) != 0 })
+    }
+
     /// wait printed 0 for a --rm container whatever its command returned,
     /// and returned before the last run of --restart on-failure:N.
     @Test func waitPrintsTheLastRunsStatus() {

@@ -71,6 +71,18 @@ enum StopCommand {
             // No monitor (not yet, or no more) and no run: nothing will
             // start it again (a monitor yet to come sees the mark first).
             if !Containers.monitorAlive(current) && current.status != .running { return }
+            // A monitor held stopped (SIGSTOP, a debugger) records nothing:
+            // stop and kill hung until their time was up (a fresh try).
+            // The run ends either way; rm -f and KILL end the monitor too.
+            if let monitor = current.monitor, monitor.isStopped {
+                kill(current)
+                guard timeout == 0 else {
+                    throw ContainerFailure("container \(record.shortID)'s monitor (pid \(monitor.pid)) is stopped "
+                        + "(SIGSTOP, or a debugger holds it): its processes were killed, but it cannot record the end",
+                                           hint: "kill -CONT \(monitor.pid) lets it go on; nook rm -f \(record.name) ends it")
+                }
+                monitor.signal(SIGKILL)
+            }
             guard Timestamp.nowSeconds() < deadline else {
                 throw ContainerFailure("container \(record.shortID) did not stop within \(Int(wait) + 30) seconds",
                                        hint: "its monitor is pid \(current.monitor?.pid ?? 0); nook rm -f removes it")
