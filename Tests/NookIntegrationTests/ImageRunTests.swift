@@ -294,4 +294,16 @@ struct ImageRunTests {
         let logs = runs()
         #expect(logs.count >= 4 && logs.allSatisfy { $0 == "AAA" }, "\(logs)")
     }
+
+    /// A fresh try: exec -u app kept HOME=/root (the container's user's).
+    @Test func execAsAnotherUserGetsThatUsersHome() {
+        let f = ImageFixture()
+        let image = load(f, "ehome")
+        let name = "ehome" + String(UUID().uuidString.prefix(6)).lowercased()
+        #expect(f.nook(["run", "-d", "--name", name, image, "--", "sleep", "300"]).status == 0)
+        defer { f.nook(["rm", "-f", name]) }
+        #expect(f.nook(["exec", "-u", "app", name, "--", "sh", "-c", "echo $HOME $(id -u)"]).stdout == "/srv 1000\n")
+        #expect(f.nook(["exec", name, "--", "sh", "-c", "echo $HOME"]).stdout == "/root\n")
+        #expect(f.nook(["exec", "-u", "app", "-e", "HOME=/x", name, "--", "sh", "-c", "echo $HOME"]).stdout == "/x\n")
+    }
 }

@@ -71,7 +71,12 @@ enum ExecCommand {
             guard dir.hasPrefix("/") else { throw UsageFailure("--workdir \(dir): not an absolute path") }
             process.cwd = dir
         }
-        process.env = try environmentFor(process.env ?? [], overrides: parsed.all("env"), caller: environment)
+        var base = process.env ?? []
+        // A terminal of its own gets TERM, as with nook run -t (a fresh try
+        // found it unset in exec -t of a container made without -t).
+        if process.terminal == true && !base.contains(where: { $0.hasPrefix("TERM=") }) {
+            base.append("TERM=" + (environment["TERM"] ?? "xterm"))
+        }
         if let user = parsed.value("user") {
             let passwd = RootFiles.read(pid: target.pid, "etc/passwd")
             let group = RootFiles.read(pid: target.pid, "etc/group")
@@ -79,7 +84,13 @@ enum ExecCommand {
             process.user.uid = resolved.uid
             process.user.gid = resolved.gid
             process.user.additionalGids = resolved.groups
+            // That user's home, not the container's user's (-e HOME=... wins).
+            if let home = resolved.home {
+                base.removeAll { $0.hasPrefix("HOME=") }
+                base.append("HOME=" + home)
+            }
         }
+        process.env = try environmentFor(base, overrides: parsed.all("env"), caller: environment)
         spec.process = process
         let namespaces = (spec.linux?.namespaces ?? []).map(\.type)
 
