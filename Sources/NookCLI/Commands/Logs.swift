@@ -90,6 +90,18 @@ enum LogsCommand {
             let fresh = openat(dir, "log", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
             if fresh >= 0 && inodeOf(fresh) != inode {
                 if fd >= 0 { close(fd) }
+                // Rotated twice since the last look: the file between is
+                // log.1 now, not yet read (a fresh try lost most lines of a
+                // fast writer under a 4k limit). More than that is gone.
+                let between = openat(dir, "log.1", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if between >= 0 {
+                    if inodeOf(between) != inode, let bytes = readFileBytes(fd: between, limit: 1 << 30) {
+                        let (lines, _) = parse((carry + bytes)[...])
+                        for line in lines { printer.print(line) }
+                        carry = []
+                    }
+                    close(between)
+                }
                 fd = fresh
                 inode = inodeOf(fd)
                 carry = []
@@ -100,7 +112,9 @@ enum LogsCommand {
             guard let next = try? Containers.reconcile(try store.record(record.id), in: store) else { break }
             current = next
             if current.status == .stopped && !WaitCommand.isRestarting(current) { break }
-            usleep(100_000)
+            // Often: a log rotated more than twice between two looks is
+            // lost (only log and log.1 are kept).
+            usleep(20_000)
         }
         if fd >= 0 { close(fd) }
     }
