@@ -78,8 +78,17 @@ enum ExecCommand {
             base.append("TERM=" + (environment["TERM"] ?? "xterm"))
         }
         if let user = parsed.value("user") {
-            let passwd = RootFiles.read(pid: target.pid, "etc/passwd")
-            let group = RootFiles.read(pid: target.pid, "etc/group")
+            var passwd = RootFiles.read(pid: target.pid, "etc/passwd")
+            var group = RootFiles.read(pid: target.pid, "etc/group")
+            // A root on fuse-overlayfs (kernels before 6.6) answers only
+            // processes of the container's user namespace, and this one is
+            // not in it yet: the image's own files, as run -u reads them
+            // (found by the VM tier).
+            if passwd == nil, let id = record.annotations[Annotation.imageID],
+               let image = try? ImageCommand.store().image(id) {
+                passwd = image.readFile("etc/passwd", max: 16 << 20).map { String(decoding: $0, as: UTF8.self) }
+                group = group ?? image.readFile("etc/group", max: 16 << 20).map { String(decoding: $0, as: UTF8.self) }
+            }
             let resolved = try Resolver.resolveUser(user, passwd: passwd, group: group, where: "--user")
             process.user.uid = resolved.uid
             process.user.gid = resolved.gid
