@@ -106,7 +106,13 @@ enum Plans {
         if ref.contains("/") || ref.contains(":") || ref.contains("@") {
             return ImageName.loadable(ref).map { [$0] } ?? []
         }
-        let base = FS.split(layout.hasSuffix("/") ? String(layout.dropLast()) : layout).1.lowercased()
+        var base = FS.split(layout.hasSuffix("/") ? String(layout.dropLast()) : layout).1.lowercased()
+        // An archive's name without its extension (a fresh try got
+        // localhost/ociarch.tar:1).
+        for suffix in [".tar.gz", ".tar.zst", ".tgz", ".tar"] where base.hasSuffix(suffix) && base.count > suffix.count {
+            base = String(base.dropLast(suffix.count))
+            break
+        }
         if let name = ImageName.loadable("localhost/\(base):\(ref)") { return [name] }
         return []
     }

@@ -29,6 +29,15 @@ struct ImageStoreTests {
         #expect(f.entries("tmp").isEmpty && f.entries("trash").isEmpty)
     }
 
+    /// A bare tag in ref.name names the image after its layout's directory;
+    /// an archive's name kept its .tar (localhost/ociarch.tar:1).
+    @Test func aBareTagInAnArchiveIsNamedAfterTheArchiveWithoutItsExtension() {
+        let f = ImageFixture()
+        let path = f.make("ociarch.tar", #"{"format": "oci-archive", "refname": "1", "layers": [[{"name": "f"}]]}"#)
+        let load = f.nook(["image", "load", path])
+        #expect(load.status == 0 && load.stdout.contains("(localhost/ociarch:1)"), "\(load)")
+    }
+
     @Test func inspectGivesTheImageConfigAndItsLayersLowestFirst() throws {
         let f = ImageFixture()
         f.nook(["image", "load", f.make("app", Self.twoLayers)])
