@@ -31,7 +31,7 @@ public struct ProfileSearchPath: Equatable, Sendable {
     /// installed (no such directory there), the source tree's Profiles/.
     public static func standard(
         home: String, environment: [String: String],
-        executable: String? = currentExecutable()
+        executable: String? = Installation.executable()
     ) -> ProfileSearchPath {
         var dirs: [ProfileDirectory] = []
         let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
@@ -39,7 +39,7 @@ public struct ProfileSearchPath: Equatable, Sendable {
         dirs.append(ProfileDirectory("/etc/nook/profiles", .system))
         var installed = false
         if let executable, executable.hasPrefix("/") {
-            let share = stockDirectory(executable: executable)
+            let share = Installation.stockProfiles(executable: executable)
             installed = isDirectory(share)
             // Only where nobody else could have put profiles: a binary in
             // /tmp/bin would read /tmp/share/nook/profiles (a fresh try
@@ -72,11 +72,6 @@ public struct ProfileSearchPath: Equatable, Sendable {
         return isDirectory(path) ? path : nil
     }
 
-    /// PREFIX/share/nook/profiles for an executable in PREFIX/bin.
-    public static func stockDirectory(executable: String) -> String {
-        cleanedPath(directoryOf(directoryOf(executable)) + "/share/nook/profiles")
-    }
-
     /// The directory and every one above it belong to root or the caller
     /// and only their owner may change them (a sticky directory such as
     /// /tmp may be writable by all: its entries keep their owners).
@@ -101,14 +96,6 @@ public struct ProfileSearchPath: Equatable, Sendable {
     static func isDirectory(_ path: String) -> Bool {
         var sb = stat()
         return stat(path, &sb) == 0 && (sb.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    /// The running executable, from /proc/self/exe.
-    public static func currentExecutable() -> String? {
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A profile name is a file name without its `.toml`: letters, digits,

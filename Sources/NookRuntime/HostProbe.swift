@@ -111,21 +111,12 @@ public enum HostProbe {
         // user's (PREFIX=~/.local): what later sandboxes load, so no
         // sandbox may write there either (a fresh try planted a profile in
         // a workspace that held such a prefix).
-        var stock: String?
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        if n > 0, case let exe = String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self),
-           exe.hasPrefix("/") {
-            let share = exe.split(separator: "/").dropLast(2).joined(separator: "/")
-            let dir = "/" + share + (share.isEmpty ? "" : "/") + "share/nook/profiles"
+        if let exe = Installation.executable(), exe.hasPrefix("/") {
+            let stock = Installation.stockProfiles(executable: exe)
             var sb = stat()
-            if stat(dir, &sb) == 0, sb.st_uid == getuid() { stock = dir }
+            if stat(stock, &sb) == 0, sb.st_uid == getuid() { dirs.append(stock) }
         }
-        return (dirs + (stock.map { [$0] } ?? [])).compactMap { dir in
-            if dir == stock, let real = realpath(dir, nil) {
-                defer { free(real) }
-                return String(cString: real)
-            }
+        return dirs.compactMap { dir in
             var sb = stat()
             let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])
             guard !parent.isEmpty, stat(parent, &sb) == 0 else { return nil }

@@ -282,25 +282,27 @@ enum WaitCommand {
         return 0
     }
 
-    /// The exit code the last `die` event of container `id` recorded.
     /// The exit status of the last container of that name or id that was
-    /// removed (nil if none, or if a container of it is still there).
+    /// removed (nil if none).
     static func removedExitCode(_ reference: String) -> Int32? {
-        guard let log = try? EventLog(environment: HostProbe.currentEnvironment()),
-              let events = try? log.all() else { return nil }
+        let events = allEvents()
         let lowered = reference.lowercased()
         guard let removed = events.last(where: { e in
             e.action == "remove" && (e.name == reference || (lowered.count >= 3 && e.id.hasPrefix(lowered)))
         }) else { return nil }
-        return events.last { $0.id == removed.id && $0.action == "die" }.flatMap { $0.attributes["exitCode"] }
-            .flatMap { Int32($0) }
+        return exitCode(of: removed.id, in: events)
     }
 
-    static func lastExitCode(_ id: String) -> Int32? {
-        guard let log = try? EventLog(environment: HostProbe.currentEnvironment()),
-              let events = try? log.all() else { return nil }
-        return events.last { $0.id == id && $0.action == "die" }.flatMap { $0.attributes["exitCode"] }
-            .flatMap { Int32($0) }
+    /// The exit code the last `die` event of container `id` recorded.
+    static func lastExitCode(_ id: String) -> Int32? { exitCode(of: id, in: allEvents()) }
+
+    static func exitCode(of id: String, in events: [ContainerEvent]) -> Int32? {
+        events.last { $0.id == id && $0.action == "die" }.flatMap { $0.attributes["exitCode"] }.flatMap { Int32($0) }
+    }
+
+    static func allEvents() -> [ContainerEvent] {
+        guard let log = try? EventLog(environment: HostProbe.currentEnvironment()) else { return [] }
+        return (try? log.all()) ?? []
     }
 
     /// Stopped for now, but its monitor lives and may start it again.
