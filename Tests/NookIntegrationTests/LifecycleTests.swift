@@ -44,6 +44,16 @@ struct LifecycleFixture {
         return state
     }
 
+    /// What nook knows of a container, for a failure's message: its state,
+    /// log and events, and the monitor's process if it still runs.
+    func story(_ name: String) -> String {
+        let state = self.state(name)
+        let monitor = (state["monitor"] as? [String: Any])?["pid"] as? Int
+        return "state: \(state)\nlogs: \(nook(["logs", name]))\n"
+            + "events: \(nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=\(name)"]).stdout)\n"
+            + "monitor: \(monitor.map { sh("ps -o pid,stat,lstart,args -p \($0) || echo gone").stdout } ?? "none")"
+    }
+
     /// Waits (up to `seconds`) until `condition` holds.
     func eventually(_ seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -230,9 +240,10 @@ struct LifecycleTests {
     @Test func aRestartPolicyStartsItAgainAndStopEndsThat() {
         let f = LifecycleFixture()
         f.start(["--restart", "on-failure:2", "--", "sh", "-c", "echo run; exit 3"], name: "flaky")
-        #expect(f.nook(["wait", "flaky"], timeout: 60).stdout == "3\n")
-        #expect(f.state("flaky")["restarts"] as? Int == 2)
-        #expect(f.nook(["logs", "flaky"]).stdout == "run\nrun\nrun\n")
+        let waited = f.nook(["wait", "flaky"], timeout: 60)
+        #expect(waited.stdout == "3\n", "\(waited)\n\(f.story("flaky"))")
+        #expect(f.state("flaky")["restarts"] as? Int == 2, "\(f.story("flaky"))")
+        #expect(f.nook(["logs", "flaky"]).stdout == "run\nrun\nrun\n", "\(f.story("flaky"))")
         f.start(["--restart", "always", "--", "sh", "-c", "sleep 0.2"], name: "forever")
         #expect(f.eventually { (f.state("forever")["restarts"] as? Int ?? 0) >= 1 })
         #expect(f.nook(["stop", "forever"]).status == 0)
@@ -240,6 +251,29 @@ struct LifecycleTests {
         usleep(1_500_000)
         #expect(f.state("forever")["restarts"] as? Int == after && f.state("forever")["status"] as? String == "stopped")
         f.nook(["rm", "flaky", "forever"])
+        #expect(f.containerDirectories.isEmpty)
+    }
+
+    // A monitor that fails between two runs (here: another command holds
+    // the container's lock past the monitor's 30 s limit) says so in the
+    // state, the log and the events, instead of leaving a container that
+    // looks as if it had ended by itself with its restart policy unspent.
+    @Test func aMonitorThatFailsBetweenRunsSaysSo() {
+        let f = LifecycleFixture()
+        let id = f.start(["--restart", "on-failure:5", "--", "sh", "-c", "sleep 1; exit 3"], name: "cut")
+        let hold = f.sh("flock run/nook/containers/\(id)/lock sleep 34", timeout: 60)
+        #expect(hold.status == 0, "\(hold)")
+        let waited = f.nook(["wait", "cut"], timeout: 60)
+        #expect(waited.stdout == "3\n", "\(waited)\n\(f.story("cut"))")
+        let exit = f.state("cut")["exit"] as? [String: Any]
+        #expect((exit?["reason"] as? String ?? "").contains("its monitor failed"), "\(f.story("cut"))")
+        #expect(f.state("cut")["restarts"] as? Int == 0)
+        let logs = f.nook(["logs", "cut"])
+        #expect(logs.stderr.contains("locked by another nook command"), "\(logs)")
+        let died = f.nook(["events", "--since", "1h", "--until", "0s", "--filter", "container=cut",
+                           "--filter", "event=die"]).stdout
+        #expect(died.contains("its monitor failed"), "\(died)")
+        #expect(f.nook(["rm", "cut"]).status == 0)
         #expect(f.containerDirectories.isEmpty)
     }
 

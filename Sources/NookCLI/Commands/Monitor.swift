@@ -26,16 +26,23 @@ enum MonitorCommand {
             status.fail("nook: \(command) takes a container id\n")
             return 125
         }
+        func said(_ error: any Error) -> String {
+            guard let failure = error as? any NookFailure else { return "nook: \(error)\n" }
+            return "nook: \(failure.description)\n" + (failure.hint.map { "  hint: \($0)\n" } ?? "")
+        }
+        let code = { (error: any Error) in (error as? any NookFailure)?.exitCode ?? 125 }
+        let monitor: Monitor
         do {
-            return try Monitor(id: args[0], status: status).run()
-        } catch let failure as any NookFailure {
-            var text = "nook: \(failure.description)\n"
-            if let hint = failure.hint { text += "  hint: \(hint)\n" }
-            status.fail(text)
-            return failure.exitCode
+            monitor = try Monitor(id: args[0], status: status)
         } catch {
-            status.fail("nook: \(error)\n")
-            return 125
+            status.fail(said(error))
+            return code(error)
+        }
+        do {
+            return try monitor.run()
+        } catch {
+            monitor.failed(said(error))
+            return code(error)
         }
     }
 }
@@ -88,6 +95,8 @@ final class Monitor {
     var escalation: Double?
     /// OOM kills in the run's cgroup, told as they happen.
     var oomWatch: OOMWatch?
+    /// How the last run ended, once one has.
+    var lastExit: ContainerRecord.Exit?
 
     init(id: String, status: StatusChannel) throws {
         self.id = id
@@ -169,6 +178,7 @@ final class Monitor {
                 exit = .init(code: 125, reason: "start failed: \(text)")
             }
             let action = healthAction
+            lastExit = exit
             record = try store.update(id) { r in
                 r.status = .stopped
                 r.finished = Timestamp.nowSeconds()
@@ -210,6 +220,29 @@ final class Monitor {
             ContainerEvents.emit("remove", record)
         }
         return record.stopRequested ? 0 : record.exit?.code ?? 0
+    }
+
+    /// The monitor stops on an error. Before the first start, `nook run -d`
+    /// says it; after, nobody waits on the channel, so the log and the
+    /// state say it: a container whose restart policy was cut short must
+    /// not look as if it had simply ended.
+    func failed(_ text: String) {
+        guard !status.open else { return status.fail(text) }
+        log?.append(ArraySlice(text.utf8), stream: 2)
+        log?.flush()
+        let said = text.dropFirst("nook: ".count).split(separator: "\n").first.map(String.init) ?? ""
+        let why = "its monitor failed (\(said)); it will not start again"
+        guard let record = try? store.update(id, { r in
+            r.status = .stopped
+            if r.finished == nil || r.exit == nil { r.finished = Timestamp.nowSeconds() }
+            var exit = r.exit ?? lastExit ?? .init(code: 125, reason: "")
+            exit.reason += exit.reason.isEmpty ? why : "; " + why
+            r.exit = exit
+            r.initProcess = nil
+        }) else { return }
+        var died = ["exitCode": String(record.exit?.code ?? 125), "reason": record.exit?.reason ?? why]
+        if let signal = record.exit?.signal { died["signal"] = String(signal) }
+        ContainerEvents.emit("die", record, died)
     }
 
     func pow2(_ n: Int) -> Double { n >= 10 ? 1024 : Double(1 << n) }
