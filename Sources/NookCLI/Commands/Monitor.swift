@@ -108,7 +108,11 @@ final class Monitor {
     /// command's last one, or 0 when nook stopped it (stop, kill, rm), so a
     /// systemd unit running the container fails only when the command did.
     func run() throws -> Int32 {
-        let me = ProcessRef.current(getpid())
+        // Without it, wait and ps would take the container as ended at
+        // its first exit, whatever its restart policy.
+        guard let me = ProcessRef.current(getpid()) else {
+            throw SystemFailure("read the monitor's own start time", path: "/proc/\(getpid())/stat")
+        }
         var record = try store.update(id) { r in
             guard r.status == .created, r.monitor == nil else {
                 throw ContainerFailure("container \(r.shortID) already has a monitor")
