@@ -120,3 +120,41 @@ struct LogTests {
         #expect(last.hasSuffix(" stdout F line 499\n"))
     }
 }
+
+struct StoreRaceTests {
+    // A reader that opens state.json just before an update renames the new
+    // one over it holds the old file, which then has no link: that is a
+    // whole earlier record, not a tampered one. wait once took such a read
+    // for a removed container and ended before a restart (VM tier, CI).
+    @Test func readsRacingUpdatesAlwaysGetARecord() throws {
+        let runtime = FileManager.default.temporaryDirectory.appendingPathComponent("nook-race-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        chmod(runtime, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: runtime) }
+        let store = try ContainerStore(environment: ["XDG_RUNTIME_DIR": runtime])
+        let made = try store.create({ id, name in
+            ContainerRecord(id: id, name: name, created: 0, image: nil, root: "host", command: ["true"],
+                            runArguments: [], directory: "/")
+        }, name: "racer")
+        let id = made.id
+        let writer = Thread {
+            for _ in 0..<4000 { _ = try? store.update(id) { $0.restarts = ($0.restarts + 1) % 100 } }
+        }
+        writer.start()
+        var failures: [String] = []
+        for _ in 0..<4000 {
+            do {
+                _ = try store.record(id)
+            } catch {
+                failures.append(error.description)
+            }
+            if writer.isFinished { break }
+        }
+        while !writer.isFinished { usleep(1000) }
+        #expect(failures.count == 0, "\(failures.count) reads failed, as: \(failures.first ?? "")")
+        // A second link is still refused: the file may be another's.
+        let state = store.directory(of: id) + "/state.json"
+        #expect(link(state, runtime + "/other") == 0)
+        #expect(throws: ContainerFailure.self) { try store.record(id) }
+    }
+}
