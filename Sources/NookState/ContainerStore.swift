@@ -268,6 +268,12 @@ public final class ContainerStore: @unchecked Sendable {
         try readFile(id + "/" + file, what: "\(file) of container \(id.prefix(12))", limit: limit)
     }
 
+    /// Whether container `id`'s directory is still there (not removed).
+    public func holds(_ id: String) -> Bool {
+        var sb = stat()
+        return Self.isID(id) && fstatat(rootFD, id, &sb, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
     /// The container's directory, for the files it holds (logs).
     public func directory(of id: String) -> String { path + "/" + id }
 

@@ -266,16 +266,25 @@ enum WaitCommand {
                 writeStdout("\(code)\n")
                 continue
             }
+            var unreadable: Double?
             while !Containers.isFinal(record) {
                 _ = Containers.waitForInit(record, seconds: 1)
                 usleep(20_000)
-                // A container made with --rm is gone once it has stopped:
-                // its status is the last die event's.
-                guard let next = try? Containers.find(record.id, in: store) else {
-                    if let code = lastExitCode(record.id) { record.exit = .init(code: code, reason: "") }
-                    break
+                do {
+                    record = try Containers.find(record.id, in: store)
+                    unreadable = nil
+                } catch {
+                    // A container made with --rm is gone once it has
+                    // stopped: its status is the last die event's.
+                    guard store.holds(record.id) else {
+                        if let code = lastExitCode(record.id) { record.exit = .init(code: code, reason: "") }
+                        break
+                    }
+                    // Still there but unreadable: said if it stays so.
+                    let since = unreadable ?? Timestamp.nowSeconds()
+                    unreadable = since
+                    if Timestamp.nowSeconds() - since > 5 { throw error }
                 }
-                record = next
             }
             writeStdout("\(record.exit?.code ?? 0)\n")
         }
