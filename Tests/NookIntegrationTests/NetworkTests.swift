@@ -125,9 +125,15 @@ struct NetworkTests {
             \(Self.retry("curl -sf -m 2 -o /dev/null http://127.0.0.1:18081/ 2>/dev/null")) && echo served
             $NOOK port srv; $NOOK port srv 8000; $NOOK port srv 9000 || echo no-9000
             $NOOK rm -f srv >/dev/null
+            # Without an address pasta serves IPv6 too, and port says so.
+            $NOOK run -d --name both --network pasta -p 18082:8000 --no-workspace -- python3 -m http.server 8000 >/dev/null
+            \(Self.retry("curl -sf -m 2 -o /dev/null 'http://[::1]:18082/' 2>/dev/null")) && echo served6
+            $NOOK port both
+            $NOOK rm -f both >/dev/null
             \(Self.noHelperLeft)
             """, env: ["XDG_RUNTIME_DIR": net.ws + "/run"])
-        #expect(out.stdout == "served\n8000/tcp -> 127.0.0.1:18081\n127.0.0.1:18081\nno-9000\nno-helper-left\n", "\(out)")
+        #expect(out.stdout == "served\n8000/tcp -> 127.0.0.1:18081\n127.0.0.1:18081\nno-9000\n"
+            + "served6\n8000/tcp -> 0.0.0.0:18082\n8000/tcp -> [::]:18082\nno-helper-left\n", "\(out)")
     }
 
     /// UDP both ways: pasta on the same port number, slirp4netns with the

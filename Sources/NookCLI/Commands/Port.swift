@@ -15,7 +15,8 @@ enum PortCommand {
         Usage: \(usage)
 
         Print each published port of the container as PORT/PROTO -> HOSTIP:HOSTPORT
-        (0.0.0.0 for all of the host's addresses), from the ports it was started
+        (0.0.0.0 for all of the host's IPv4 addresses, [::] for all IPv6 ones, which
+        pasta also listens on unless IPv6 is off), from the ports it was started
         with (-p). With PORT, only the host addresses of that port inside.
 
         Options:
@@ -29,11 +30,17 @@ enum PortCommand {
         let store = try Containers.store()
         let record = try Containers.find(parsed.positionals[0], in: store)
         let mappings = try PortMapping.parseList(record.annotations[Annotation.networkPorts] ?? "")
+        // pasta listens on IPv6 too where no address was given (one
+        // dual-stack socket) unless IPv6 is off; slirp4netns on IPv4 only.
+        let dualStack = record.annotations[Annotation.network] == "pasta"
+            && record.annotations[Annotation.networkIPv6] != "false"
         var lines: [(port: UInt16, proto: String, text: String)] = []
         for m in mappings {
             for i in 0..<m.count {
-                let host = (m.hostIP.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "0.0.0.0") + ":\(m.hostPort + i)"
-                lines.append((m.containerPort + i, m.proto.rawValue, host))
+                let port = m.hostPort + i
+                let hosts = m.hostIP.map { [($0.contains(":") ? "[\($0)]" : $0)] }
+                    ?? (dualStack ? ["0.0.0.0", "[::]"] : ["0.0.0.0"])
+                for host in hosts { lines.append((m.containerPort + i, m.proto.rawValue, host + ":\(port)")) }
             }
         }
         if parsed.positionals.count == 2 {
