@@ -58,6 +58,30 @@ public struct ProcessRef: Codable, Equatable, Sendable, CustomStringConvertible 
 
     /// Its children, from every process's parent field.
     public func children() -> [ProcessRef] {
+        Self.all { pid, s in s.parent == self.pid }
+    }
+
+    /// Every process in the pid namespace this process (a container's
+    /// init) is pid 1 of, itself first; empty when it is gone. The init
+    /// is not dumpable, so its namespace is read from a child's; the
+    /// owner of the user namespace may read those of the rest. (A process
+    /// made undumpable inside, by a setuid program, is not seen.)
+    public func namespaceMembers() -> [ProcessRef] {
+        guard isAlive else { return [] }
+        guard let namespace = Self.pidNamespace(pid) ?? children().lazy.compactMap({ Self.pidNamespace($0.pid) }).first
+        else { return [self] }
+        return [self] + Self.all { pid, _ in pid != self.pid && Self.pidNamespace(pid) == namespace }
+    }
+
+    static func pidNamespace(_ pid: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/\(pid)/ns/pid", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The processes in /proc that `matches`, oldest first.
+    static func all(_ matches: (Int32, (state: Character, parent: Int32, start: UInt64)) -> Bool) -> [ProcessRef] {
         guard let dir = opendir("/proc") else { return [] }
         defer { closedir(dir) }
         var out: [ProcessRef] = []
@@ -65,7 +89,7 @@ public struct ProcessRef: Codable, Equatable, Sendable, CustomStringConvertible 
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            guard let pid = Int32(name), let s = ProcStat.read(pid), s.parent == self.pid else { continue }
+            guard let pid = Int32(name), let s = ProcStat.read(pid), matches(pid, s) else { continue }
             out.append(ProcessRef(pid: pid, start: s.start))
         }
         return out.sorted { $0.start < $1.start }

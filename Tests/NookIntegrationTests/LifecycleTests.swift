@@ -277,6 +277,31 @@ struct LifecycleTests {
         #expect(f.containerDirectories.isEmpty)
     }
 
+    // STOP and CONT cannot be caught, so the init cannot pass them on:
+    // they go to every process. Before, STOP froze the init alone, the
+    // command went on, and a later stop waited for its timeout.
+    @Test func stopAndContPauseAndResumeTheWholeContainer() {
+        let f = LifecycleFixture()
+        f.start(["--", "sh", "-c", "trap 'exit 5' TERM; while :; do echo tick; sleep 0.1; done"], name: "ticker")
+        let ticks = { f.nook(["logs", "ticker"]).stdout.split(separator: "\n").count }
+        #expect(f.eventually { ticks() >= 3 })
+        #expect(f.nook(["kill", "-s", "STOP", "ticker"]).status == 0)
+        usleep(300_000)
+        let paused = ticks()
+        usleep(1_000_000)
+        #expect(ticks() == paused, "the command went on while paused")
+        #expect(f.nook(["kill", "-s", "CONT", "ticker"]).status == 0)
+        #expect(f.eventually(10) { ticks() > paused + 2 }, "the command resumed")
+        // Paused again, nook stop resumes it to give it the stop signal:
+        // it ends by its TERM trap, before the timeout.
+        #expect(f.nook(["kill", "-s", "STOP", "ticker"]).status == 0)
+        let started = Date()
+        #expect(f.nook(["stop", "-t", "20", "ticker"]).status == 0)
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(f.nook(["wait", "ticker"]).stdout == "5\n")
+        f.nook(["rm", "ticker"])
+    }
+
     @Test func removeAfterExitWithRm() {
         let f = LifecycleFixture()
         f.start(["--rm", "--", "true"], name: "brief")

@@ -65,6 +65,9 @@ enum StopCommand {
                 } else {
                     signalled = true
                     ref.signal(current.stopSignal)
+                    // A container stopped with kill -s STOP goes on, to
+                    // take the signal (as systemd does after its SIGTERM).
+                    for member in ref.namespaceMembers() where member.isStopped { member.signal(SIGCONT) }
                     if !Containers.waitForInit(current, seconds: wait) { kill(current) }
                 }
             }
@@ -123,7 +126,9 @@ enum KillCommand {
 
         Send a signal to each container's init, which passes HUP, INT, QUIT, TERM,
         USR1, USR2 and WINCH on to the command; KILL (the default) ends the whole
-        container at once. A container killed this way is not restarted.
+        container at once, and is not restarted. STOP and CONT, which no init can
+        pass on, go to every process of the container: STOP pauses it, CONT resumes
+        it (nook stop resumes a paused container to give it the stop signal).
 
         Options:
         \(OptionParser.help(options))
@@ -155,6 +160,15 @@ enum KillCommand {
             if signal == SIGKILL {
                 record = try store.update(record.id) { $0.stopRequested = true }
                 StopCommand.kill(record)
+            } else if signal == SIGSTOP || signal == SIGCONT {
+                // Neither can be caught, so the init cannot pass them on:
+                // STOP to the init alone froze it and left the command
+                // running. Both go to every process of the container.
+                let members = ref.namespaceMembers()
+                guard !members.isEmpty else {
+                    throw ContainerFailure("send \(Signals.name(signal)) to container \(reference): it has ended")
+                }
+                for member in members { member.signal(signal) }
             } else if !ref.signal(signal) {
                 throw ContainerFailure("send \(Signals.name(signal)) to container \(reference): it has ended")
             }
