@@ -105,8 +105,12 @@ public enum HostProbe {
         var dirs = [dataHome + "/nook"]
         let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? home + "/.config"
         dirs.append(config + "/nook")
-        let runtimeState = environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 + "/nook" : nil }
-        if let runtimeState { dirs.append(runtimeState) }
+        // Without XDG_RUNTIME_DIR the containers live in /tmp/nook-UID,
+        // which a bind of /tmp shows: hidden all the same (a fresh try
+        // rewrote another container's spec from a sandbox there).
+        let runtimeState = (environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+            ?? "/tmp/nook-\(getuid())") + "/nook"
+        dirs.append(runtimeState)
         // The stock profiles of a nook installed in a directory of the
         // user's (PREFIX=~/.local): what later sandboxes load, so no
         // sandbox may write there either (a fresh try planted a profile in
@@ -119,13 +123,22 @@ public enum HostProbe {
         return dirs.compactMap { dir in
             var sb = stat()
             let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])
-            guard !parent.isEmpty, stat(parent, &sb) == 0 else { return nil }
-            if stat(dir, &sb) != 0 {
-                // The runtime directory only where it is private (a
-                // refused one is reported by what uses it).
-                if dir == runtimeState { try? PrivateDirectory.ensure(dir) }
-                else { _ = mkdir(dir, 0o700) }
+            // The runtime directory only where it is private (a refused
+            // one is reported by what uses it); made with its parent, so
+            // that no sandbox can make /tmp/nook-UID first.
+            if dir == runtimeState { try? PrivateDirectory.ensure(dir) }
+            // The configuration and data directories too, with missing
+            // parents: a sandbox that can write the home could otherwise
+            // make ~/.config/nook/profiles itself, with profiles of its own.
+            if dir != runtimeState && stat(dir, &sb) != 0 {
+                var current = ""
+                for part in dir.split(separator: "/") {
+                    current += "/" + part
+                    _ = mkdir(current, 0o700)
+                }
             }
+            guard !parent.isEmpty, stat(parent, &sb) == 0 else { return nil }
+            if stat(dir, &sb) != 0 { _ = mkdir(dir, 0o700) }
             guard let real = realpath(dir, nil) else { return nil }
             defer { free(real) }
             return String(cString: real)

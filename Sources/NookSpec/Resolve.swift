@@ -824,6 +824,22 @@ public enum Resolver {
                 let rest = source == "/" ? String(p.dropFirst()) : String(p.dropFirst(source.count + 1))
                 let inside = rest.isEmpty ? destination : (destination == "/" ? "/" + rest : destination + "/" + rest)
                 guard !out.contains(where: { $0.destination == inside }) else { continue }
+                // Where the bind is writable, each directory between it and
+                // the mask is bound onto itself: a mount point cannot be
+                // renamed or removed, so the sandbox cannot move nook's
+                // state aside and leave one of its own in its place (a
+                // fresh try renamed ~/.local/share in a bind of ~/.local).
+                if let bind = mounts.first(where: { $0.source == source && $0.destination == destination }),
+                   !(bind.options ?? []).contains("ro") {
+                    var hostDir = source == "/" ? "" : source, dir = destination == "/" ? "" : destination
+                    for part in rest.split(separator: "/").dropLast() {
+                        hostDir += "/" + part
+                        dir += "/" + part
+                        guard !out.contains(where: { $0.destination == dir }) else { continue }
+                        let options = (bind.options ?? []).filter { $0 != "bind" && $0 != "rbind" }
+                        out.append(Mount(destination: dir, type: "bind", source: hostDir, options: ["rbind"] + options))
+                    }
+                }
                 out.append(Mount(destination: inside, type: "tmpfs", source: "tmpfs",
                                  options: ["ro", "nosuid", "nodev", "noexec", "mode=755", "size=0"]))
             }

@@ -283,6 +283,49 @@ struct EscapeTests {
         #expect(!FileManager.default.fileExists(atPath: runtime + "/nook/planted"))
     }
 
+    // A fresh try: in a writable bind of a directory two levels above nook's
+    // state (~/.local for ~/.local/share/nook), the directory between could
+    // be renamed, and nook's state with it; the sandbox then made an empty
+    // store and profile directory where nook would look next. Those
+    // directories are pinned (mount points cannot be renamed) and stay
+    // writable.
+    @Test func nooksStateCannotBeMovedAsideFromABindAboveIt() throws {
+        let top = h.workspace("above")
+        h.sh("mkdir -p a/share/nook a/config/nook", in: top)
+        let env = ["XDG_DATA_HOME": top + "/a/share", "XDG_CONFIG_HOME": top + "/a/config"]
+        #expect(h.nook(["run", "--", "true"], env: env).status == 0)
+        let attack = h.nook(["run", "--bind", "\(top)/a:/l", "--", "sh", "-c",
+                             "mv /l/share /l/s2 2>/dev/null || echo pinned-share; "
+                             + "mv /l/config /l/c2 2>/dev/null || echo pinned-config; "
+                             + "rm -rf /l/share 2>/dev/null || echo kept; touch /l/share/free && echo writable"], env: env)
+        #expect(attack.stdout == "pinned-share\npinned-config\nkept\nwritable\n", "\(attack)")
+        #expect(FileManager.default.fileExists(atPath: top + "/a/share/nook")
+            && FileManager.default.fileExists(atPath: top + "/a/config/nook"))
+        // The same from the workspace.
+        let fromWorkspace = h.nook(["run", "--", "sh", "-c", "mv config c2 2>/dev/null || echo pinned"], in: top + "/a",
+                                   env: env)
+        #expect(fromWorkspace.stdout == "pinned\n", "\(fromWorkspace)")
+        // A configuration directory that did not exist yet is made (and
+        // hidden), so that no sandbox can make it with profiles of its own.
+        let fresh = h.workspace("fresh")
+        let planted = h.nook(["run", "--", "sh", "-c", "mkdir -p cfg/nook/profiles 2>/dev/null || echo refused"],
+                             in: fresh, env: ["XDG_CONFIG_HOME": fresh + "/cfg"])
+        #expect(planted.stdout == "refused\n", "\(planted)")
+    }
+
+    // Without XDG_RUNTIME_DIR the containers live in /tmp/nook-UID, which a
+    // bind of /tmp showed: a fresh try rewrote another container's spec
+    // there and the next nook exec ran without a seccomp filter.
+    @Test func theRuntimeStateInTmpIsHiddenToo() {
+        let env = ["XDG_RUNTIME_DIR": ""]
+        #expect(h.nook(["run", "--", "true"], env: env).status == 0)
+        let uid = h.sh("id -u").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let attack = h.nook(["run", "--bind", "/tmp:/ht", "--", "sh", "-c",
+                             "ls -A /ht/nook-\(uid)/nook; touch /ht/nook-\(uid)/nook/planted 2>/dev/null || echo masked; "
+                             + "mv /ht/nook-\(uid) /ht/moved-\(uid) 2>/dev/null || echo pinned"], env: env)
+        #expect(attack.stdout == "masked\npinned\n", "\(attack)")
+    }
+
     // The second attack report: a bind of a directory *inside* nook's state,
     // the workspace among them, was writable. The cache was poisoned from
     // the cache directory itself, a profile rewritten, an image layer changed.
