@@ -276,7 +276,7 @@ enum WaitCommand {
             } catch let failure as ContainerFailure {
                 // A --rm container that ended (and went) before wait came:
                 // its last run's status, from the events.
-                guard let code = removedExitCode(reference) else { throw failure }
+                guard let code = removedExitCode(reference, store: store) else { throw failure }
                 writeStdout("\(code)\n")
                 continue
             }
@@ -306,12 +306,15 @@ enum WaitCommand {
     }
 
     /// The exit status of the last container of that name or id that was
-    /// removed (nil if none).
-    static func removedExitCode(_ reference: String) -> Int32? {
+    /// removed (nil if none): one with a remove event, or one that ended
+    /// and whose directory is gone (its monitor removes it before it
+    /// writes the remove event; a fresh try's wait fell in between).
+    static func removedExitCode(_ reference: String, store: ContainerStore) -> Int32? {
         let events = allEvents()
         let lowered = reference.lowercased()
         guard let removed = events.last(where: { e in
-            e.action == "remove" && (e.name == reference || (lowered.count >= 3 && e.id.hasPrefix(lowered)))
+            (e.action == "remove" || (e.action == "die" && !store.holds(e.id)))
+                && (e.name == reference || (lowered.count >= 3 && e.id.hasPrefix(lowered)))
         }) else { return nil }
         return exitCode(of: removed.id, in: events)
     }
