@@ -268,8 +268,10 @@ extension Resolver {
         return seconds
     }
 
+    static let imageHealthcheck = "the image's Healthcheck"
+
     static func imageProblem(_ what: String) -> ResolveError {
-        ResolveError("the image's Healthcheck: \(what)",
+        ResolveError("\(imageHealthcheck): \(what)",
                      hint: "--health-cmd (and --health-interval, ...) replace it; --no-healthcheck runs none")
     }
 }

@@ -78,6 +78,8 @@ public struct SandboxRequest: Equatable, Sendable {
     public var home: HomeMode?
     /// A detached container's health check.
     public var health = HealthRequest()
+    /// Made for a detached container (a monitor), where a health check runs.
+    public var detached = false
 
     public init() {}
 

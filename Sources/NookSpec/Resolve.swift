@@ -279,7 +279,13 @@ public enum Resolver {
         if let reason = host.idmapUnavailable { spec.annotations?[Annotation.idmapFallback] = reason }
         spec.annotations?.merge(try cgroupAnnotations(request)) { _, new in new }
         spec.annotations?.merge(net.annotations) { _, new in new }
-        out.health = try health(request.health, image: image?.config)
+        do {
+            out.health = try health(request.health, image: image?.config)
+        } catch where !request.detached && error.message.hasPrefix(Self.imageHealthcheck) {
+            // No check runs in the foreground: an image's broken one must
+            // not stop the image from running (a fresh try could not).
+            out.health = nil
+        }
         if let check = out.health { spec.annotations?[Annotation.health] = check.json }
 
         out.spec = spec

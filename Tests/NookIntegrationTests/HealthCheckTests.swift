@@ -301,6 +301,23 @@ struct HealthCheckTests {
         let dry = h.nook(["run", "-d", "--dry-run", "localhost/checked:1", "--"], in: f.ws, env: env)
         #expect(dry.stdout.contains("org.nook.health") && dry.stdout.contains("the image's Healthcheck"), "\(dry)")
         f.nook(["rm", "-f", "img", "img2"])
+
+        // A broken Healthcheck stops a detached container (with the fix),
+        // never a run in the foreground, where no check runs: a fresh try
+        // could not run such an image at all, and --no-healthcheck was
+        // refused without -d.
+        let broken = """
+            {"name": "localhost/broken-check:1", "config": {"Cmd": ["echo", "ran"],
+             "Healthcheck": {"Test": ["CMD", "true"], "Interval": -5}}, "layers": [{"tar": "\(tar)"}]}
+            """
+        #expect(img.nook(["image", "load", img.make("broken", broken)]).status == 0)
+        let foreground = h.nook(["run", "localhost/broken-check:1", "--"], in: f.ws, env: env)
+        #expect(foreground.status == 0 && foreground.stdout == "ran\n", "\(foreground)")
+        let quiet = h.nook(["run", "--no-healthcheck", "localhost/broken-check:1", "--"], in: f.ws, env: env)
+        #expect(quiet.status == 0 && quiet.stdout == "ran\n", "\(quiet)")
+        let detached = h.nook(["run", "-d", "localhost/broken-check:1", "--"], in: f.ws, env: env)
+        #expect(detached.status == 125 && detached.stderr.contains("Interval is -5 ns")
+            && detached.stderr.contains("--no-healthcheck"), "\(detached)")
     }
 }
 

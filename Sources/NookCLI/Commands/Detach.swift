@@ -41,7 +41,7 @@ enum DetachCommand {
                    "with -d: failures this soon after a start do not count until a check passes (default 0s)"),
         OptionSpec("health-retries", value: "N", "with -d: failed checks in a row that make it unhealthy (default 3)"),
         OptionSpec("health-on-unhealthy", value: "ACTION", "with -d: none (default), kill or restart"),
-        OptionSpec("no-healthcheck", "with -d: no health check, not even the image's or the profile's"),
+        OptionSpec("no-healthcheck", "no health check, not even the image's or the profile's (a run without -d has none)"),
     ]
 
     static let detachOnly = ["name", "restart", "stop-signal", "stop-timeout", "log-max-size"]
@@ -50,7 +50,8 @@ enum DetachCommand {
     static func refuseWithoutDetach(_ parsed: ParsedOptions) throws {
         // -d --dry-run prints what a container would run.
         guard !parsed.has("detach") else { return }
-        for name in detachOnly + ["no-healthcheck"] where parsed.value(name) != nil || parsed.has(name) {
+        // --no-healthcheck is what a run in the foreground has anyway.
+        for name in detachOnly where parsed.value(name) != nil || parsed.has(name) {
             throw UsageFailure("--\(name) applies to a detached container", hint: "add -d")
         }
     }

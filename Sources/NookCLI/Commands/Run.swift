@@ -174,6 +174,7 @@ enum RunCommand {
             origins = settings
         }
         if let pinned, request.image != nil { request.image = pinned }
+        request.detached = detached
         let rootFlags = ["read-only", "overlay", "persist"].filter { parsed.has($0) || parsed.value($0) != nil }
         if request.rootfs == nil && request.image == nil && !rootFlags.isEmpty {
             throw UsageFailure("--\(rootFlags[0]) applies to a root of its own",
