@@ -153,9 +153,3 @@ struct ChildGone: NookFailure {
     var description: String { "the sandbox ended during setup" }
 }
 
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}

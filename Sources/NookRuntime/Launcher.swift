@@ -495,11 +495,7 @@ public enum Launcher {
     }
 
     /// Seconds on CLOCK_MONOTONIC, which wall-clock changes do not move.
-    public static func monotonic() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    public static func monotonic() -> Double { monotonicSeconds() }
 
     /// Asks the init to SIGKILL the payload's process group (a new session
     /// of its own, so all it started unless something left the session).

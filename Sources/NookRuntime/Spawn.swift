@@ -52,15 +52,14 @@ struct Spawned {
     /// far without waiting for EOF (a daemon it left behind may hold the pipe).
     func waitThenRead(timeout: Int) -> (status: Int32, stderr: String) {
         var status: Int32 = 0
-        var waited = 0
+        let deadline = monotonicSeconds() + Double(timeout)
         while waitpid(pid, &status, WNOHANG) != pid {
-            if waited >= timeout * 1000 {
+            if monotonicSeconds() >= deadline {
                 kill(pid, SIGKILL)
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                 break
             }
             usleep(5_000)
-            waited += 5
         }
         return finishReading(status)
     }

@@ -413,20 +413,21 @@ final class LockFile {
         let fd = nook_openat2(dir, relative, UInt64(O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW), 0o600,
                               UInt64(NOOK_RESOLVE_BENEATH | NOOK_RESOLVE_NO_SYMLINKS))
         guard fd >= 0 else { throw ContainerFailure("open the lock \(what): \(Errno(-fd))") }
-        var waited = 0
+        // By the clock: counting sleeps made the limit minutes long on a
+        // loaded machine (the VM tier).
+        let deadline = monotonicSeconds() + Double(seconds)
         while flock(fd, kind | LOCK_NB) != 0 {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 let e = Errno.current
                 close(fd)
                 throw ContainerFailure("lock \(what): \(e)")
             }
-            if waited >= seconds * 100 {
+            if monotonicSeconds() >= deadline {
                 close(fd)
                 throw ContainerFailure("\(what) has been locked by another nook command for \(seconds) seconds",
                                        hint: "try again; fuser \(what) shows who holds it")
             }
             usleep(10_000)
-            waited += 1
         }
         return LockFile(fd: fd)
     }

@@ -161,3 +161,10 @@ public func jsonString(_ s: String) -> String {
     }
     return out + "\""
 }
+
+/// Seconds on CLOCK_MONOTONIC, which wall-clock changes do not move.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

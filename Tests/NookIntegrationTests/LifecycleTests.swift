@@ -261,7 +261,7 @@ struct LifecycleTests {
     @Test func aMonitorThatFailsBetweenRunsSaysSo() {
         let f = LifecycleFixture()
         let id = f.start(["--restart", "on-failure:5", "--", "sh", "-c", "sleep 1; exit 3"], name: "cut")
-        let hold = f.sh("flock run/nook/containers/\(id)/lock sleep 34", timeout: 60)
+        let hold = f.sh("flock run/nook/containers/\(id)/lock sleep 38", timeout: 90)
         #expect(hold.status == 0, "\(hold)")
         let waited = f.nook(["wait", "cut"], timeout: 60)
         #expect(waited.stdout == "3\n", "\(waited)\n\(f.story("cut"))")
