@@ -120,6 +120,12 @@ public final class ContainerStore: @unchecked Sendable {
         let id = Self.newID()
         let chosen = name ?? String(id.prefix(12))
         if let reason = Self.nameProblem(chosen) { throw UsageFailure("--name: \(reason)") }
+        // Names win over ids, so a name that looks like an id would take
+        // commands meant for the container ps shows with that id.
+        if let name, name.utf8.count >= 12, name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) {
+            throw UsageFailure("--name \(name): a name of 12 or more hexadecimal digits would be taken for a "
+                + "container's id", hint: "choose a name with another letter in it")
+        }
         if let owner = try? readName(chosen), let other = try? record(owner) {
             throw ContainerFailure("the name \(chosen) is in use by container \(other.shortID) (\(other.status.rawValue))",
                                    hint: "choose another --name, or remove it: nook rm -f \(chosen)")

@@ -302,6 +302,18 @@ struct LifecycleTests {
         f.nook(["rm", "ticker"])
     }
 
+    // Names win over ids: a fresh try named a container after another's
+    // short id, and kill meant for that one signalled the named one.
+    @Test func aNameThatLooksLikeAnIdIsRefused() {
+        let f = LifecycleFixture()
+        let id = f.start(["--", "sleep", "100"], name: "first")
+        let out = f.nook(["run", "-d", "--name", String(id.prefix(12)), "--", "sleep", "100"])
+        #expect(out.status == 125 && out.stderr.contains("would be taken for a container's id"), "\(out)")
+        #expect(f.nook(["run", "-d", "--name", "cafe12", "--", "true"]).status == 0, "short hex names stay")
+        f.nook(["rm", "-f", "first", "cafe12"])
+        #expect(f.eventually { f.containerDirectories.isEmpty })
+    }
+
     @Test func removeAfterExitWithRm() {
         let f = LifecycleFixture()
         f.start(["--rm", "--", "true"], name: "brief")
