@@ -313,6 +313,18 @@ struct EscapeTests {
         #expect(planted.stdout == "refused\n", "\(planted)")
     }
 
+    // A fresh try: a sandbox replaced ./cache in the workspace with a
+    // symlink to the home, and the next run's --bind ./cache:/cache bound
+    // the home read-write, unsaid. Said now; a link within stays quiet.
+    @Test func aBindThroughASymlinkInTheWorkspaceToOutsideIsWarnedAbout() {
+        let ws = h.workspace("linkbind")
+        let outside = h.workspace("target")
+        h.sh("mkdir inner && ln -s \(outside) cache && ln -s inner near", in: ws)
+        let out = h.nook(["run", "--bind", "./cache:/cache", "--bind", "./near:/near", "--", "true"], in: ws)
+        #expect(out.status == 0 && out.stderr.contains("--bind ./cache goes through a symlink in the current directory")
+            && out.stderr.contains(outside) && !out.stderr.contains("./near"), "\(out)")
+    }
+
     // Without XDG_RUNTIME_DIR the containers live in /tmp/nook-UID, which a
     // bind of /tmp showed: a fresh try rewrote another container's spec
     // there and the next nook exec ran without a seccomp filter.

@@ -440,7 +440,16 @@ enum RunCommand {
             throw UsageFailure("--bind \(spec): expected SRC[:DST][:ro|rw]",
                                hint: "paths that contain ':' can be bound through a profile's [filesystem] section")
         }
-        let source = realPath(absolute(parts[0])) ?? absolute(parts[0])
+        let given = absolute(parts[0])
+        let source = realPath(given) ?? given
+        // A symlink in the current directory, which sandboxes write, may
+        // be one a sandbox left there: a fresh try's next run bound the
+        // home read-write through ./cache.
+        if source != given, let cwd = realPath("."), given.hasPrefix(cwd + "/"),
+           source != cwd, !source.hasPrefix(cwd + "/") {
+            Log.warning("--bind \(parts[0]) goes through a symlink in the current directory (which sandboxes can "
+                + "write) to \(source), outside it; bind \(source) by its own path if that is what you meant")
+        }
         return BindMount(source: source, destination: parts.count == 2 ? parts[1] : source, readOnly: readOnly)
     }
 
