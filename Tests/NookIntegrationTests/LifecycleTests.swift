@@ -302,6 +302,17 @@ struct LifecycleTests {
         f.nook(["rm", "ticker"])
     }
 
+    // An id outside the container's map gave the kernel's EINVAL alone.
+    @Test func execAsAnUnmappedUserSaysSo() {
+        let f = LifecycleFixture()
+        f.start(["--", "sleep", "100"], name: "mapped")
+        let out = f.nook(["exec", "-u", "99999", "mapped", "--", "true"])
+        #expect(out.status == 125 && out.stderr.contains("uid 99999 is not mapped in container mapped")
+            && out.stderr.contains("its uids are 0-"), "\(out)")
+        #expect(f.nook(["exec", "-u", "1", "mapped", "--", "true"]).status == 0)
+        f.nook(["rm", "-f", "mapped"])
+    }
+
     // Names win over ids: a fresh try named a container after another's
     // short id, and kill meant for that one signalled the named one.
     @Test func aNameThatLooksLikeAnIdIsRefused() {

@@ -90,6 +90,21 @@ enum ExecCommand {
                 group = group ?? image.readFile("etc/group", max: 16 << 20).map { String(decoding: $0, as: UTF8.self) }
             }
             let resolved = try Resolver.resolveUser(user, passwd: passwd, group: group, where: "--user")
+            // Said before the kernel's EINVAL: an id the container's map lacks.
+            for (id, kind, maps) in [(resolved.uid, "uid", spec.linux?.uidMappings),
+                                     (resolved.gid, "gid", spec.linux?.gidMappings)] {
+                guard let maps, !maps.contains(where: { id >= $0.containerID && UInt64(id) < UInt64($0.containerID) + UInt64($0.size) })
+                else { continue }
+                var spans: [(UInt64, UInt64)] = []
+                for m in maps.sorted(by: { $0.containerID < $1.containerID }) {
+                    let first = UInt64(m.containerID), last = first + UInt64(m.size) - 1
+                    if let end = spans.last?.1, end + 1 == first { spans[spans.count - 1].1 = last }
+                    else { spans.append((first, last)) }
+                }
+                let ranges = spans.map { "\($0.0)-\($0.1)" }
+                throw UsageFailure("--user \(user): \(kind) \(id) is not mapped in container \(reference)",
+                                   hint: "its \(kind)s are \(ranges.joined(separator: ", "))")
+            }
             process.user.uid = resolved.uid
             process.user.gid = resolved.gid
             process.user.additionalGids = resolved.groups
