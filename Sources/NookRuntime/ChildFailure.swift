@@ -63,8 +63,11 @@ public struct ChildFailure: NookFailure {
         case NOOK_STEP_OP_CREATE:
             what = "create the mount point \(target)"
             if err == EROFS {
-                hint = "its parent is part of the read-only root; mount below /tmp, /run, your home, "
-                    + "or a directory that already exists"
+                hint = plan.rootIsHost
+                    ? "its parent is part of the read-only root; mount below /tmp, /run, your home, "
+                        + "or a directory that already exists"
+                    : "the root \(plan.rootPath) is read-only and has no \(target): create that directory in it, "
+                        + "or run without --read-only"
             }
         case NOOK_STEP_OP_SYMLINK_DEST:
             what = "mount on \(target)"

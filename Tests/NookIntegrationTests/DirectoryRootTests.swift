@@ -191,6 +191,16 @@ struct DirectoryRootTests {
         #expect(out.stderr.contains("nook unshare tar -xpf"), "\(out)")
     }
 
+    // The hint spoke of the host's root ("mount below /tmp, /run, your
+    // home"); the fix is a directory in the root (a fresh try).
+    @Test func aReadOnlyRootWithoutAMountPointSaysToMakeIt() {
+        let root = makeRootfs()
+        h.sh("rmdir proc", in: root)
+        let out = h.nook(["run", "--rootfs", root, "--read-only", "--", "true"])
+        #expect(out.status == 125 && out.stderr.contains("create the mount point /proc")
+            && out.stderr.contains("has no /proc: create that directory in it"), "\(out)")
+    }
+
     @Test func contradictoryOrMisplacedRootOptionsAreRefused() {
         let root = makeRootfs()
         let both = h.nook(["run", "--rootfs", root, "--read-only", "--persist", "x", "--", "true"])
