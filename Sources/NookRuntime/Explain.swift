@@ -311,13 +311,19 @@ public final class Explainer {
         }
         if type == "tmpfs" && point != "/" {
             let home = origins["filesystem.home"].map { "; the profile sets [filesystem] home at \($0)" } ?? ""
+            // A bind needs a source that exists (a fresh try was told to
+            // bind a file the program had yet to make).
+            var sb = stat()
+            let target = lstat(path, &sb) == 0 ? path : dir
             return ("an empty read-only tmpfs over \(point), which hides the host's",
-                    "to give the program your real one, bind it: --bind \(path):\(path) (or its directory), "
-                        + "or home = \"scratch\" in [filesystem] for a writable empty one\(home)")
+                    "to give the program your real one, bind it: --bind \(target):\(target)"
+                        + (target == path ? " (or its directory)" : "")
+                        + ", or home = \"scratch\" in [filesystem] for a writable empty one\(home)")
         }
         let where_ = origins.origins.keys.contains { $0.hasPrefix("filesystem.") } ? " (or tmpfs/binds in the profile's [filesystem])" : ""
         return ("the host's \(point), seen read-only",
-                "for scratch space there: --tmpfs \(dir); to keep what is written: --bind DIR:\(dir)\(where_)")
+                "to keep what is written: --bind DIR:\(dir); for scratch space that hides all the host has in "
+                    + "\(dir): --tmpfs \(dir)\(where_)")
     }
 
     func record(_ what: String, hint: String) {
