@@ -197,8 +197,13 @@ final class RegistryClient: @unchecked Sendable {
     /// to plain HTTP is refused unless that host may be spoken to plainly.
     func followingRedirects(_ first: HTTPRequest, what: String) -> Result<HTTPResponse, TransferFailure> {
         var request = first
-        if let auth = locked({ authorization }) { request.headers.append("Authorization: \(auth)") }
         let origin = URLParts(first.url)?.origin
+        // The registry's credentials go to the registry alone: an upload's
+        // Location may name another host (a fresh try's registry sent the
+        // push there, with the user's password).
+        if let auth = locked({ authorization }), origin != nil, origin == URLParts(url(""))?.origin {
+            request.headers.append("Authorization: \(auth)")
+        }
         for _ in 0...5 {
             let result = HTTP.perform(request)
             guard case .success(let response) = result, [301, 302, 303, 307, 308].contains(response.status),

@@ -276,6 +276,23 @@ struct RegistryPullTests {
         #expect(exists.status == 125 && exists.stderr.contains("already exists"), "\(exists)")
     }
 
+    // A fresh try: a registry whose upload Location named another host got
+    // the user's credentials sent there with every chunk of the push.
+    @Test func pushSendsNoCredentialsToAnotherHostsUploadLocation() throws {
+        let f = ImageFixture()
+        let registry = try #require(RegistryServer(["--proxy", "--token", "bob:tok-pw"]))
+        defer { registry.stop() }
+        registry.faults(#"{"upload_elsewhere": true}"#)
+        let auth = Data("bob:tok-pw".utf8).base64EncodedString()
+        h.write(f.ws + "/auth.json", #"{"auths": {"\#(registry.proxy)": {"auth": "\#(auth)"}}}"#, mode: 0o600)
+        #expect(f.nook(["image", "load", "--tag", "localhost/bb:1", busybox(f, "bb").layout]).status == 0)
+        let push = f.nook(["push", "localhost/bb:1", "\(registry.proxy)/elsewhere/bb:1"])
+        #expect(push.status == 0, "\(push)")
+        let uploads = registry.requests.filter { ($0.hasPrefix("PUT ") || $0.hasPrefix("PATCH ")) && $0.contains("/blobs/uploads/") }
+        #expect(!uploads.isEmpty && uploads.allSatisfy { $0.hasSuffix(" -") }, "\(registry.requests)")
+        #expect(registry.requests.contains { $0.hasPrefix("POST ") && $0.hasSuffix("Bearer") }, "\(registry.requests)")
+    }
+
     @Test func pushNeedsARegistryInTheName() {
         let f = ImageFixture()
         let out = f.nook(["push", "nosuch:1", "plain/name:1"])

@@ -24,6 +24,9 @@ plays faults read from DIR/faults.json at each request:
                                    port (blob storage), which logs whether
                                    an Authorization header reached it
   {"oversize": ["<hex>"]}          send that blob with 1 MiB of extra bytes
+  {"upload_elsewhere": true}       give uploads a Location on the second
+                                   port (another host, which asks for no
+                                   credentials and logs what reached it)
 --token makes the proxy ask for Bearer tokens (Docker's token auth) from
 its own /token endpoint: anonymous, or only for USER:PASS (basic auth).
 
@@ -244,6 +247,8 @@ def start_proxy(d, backend, token):
                     continue
                 if k.lower() == "location":
                     v = v.replace(f"127.0.0.1:{backend}", f"127.0.0.1:{proxy_port}")
+                    if faults().get("upload_elsewhere") and "/blobs/uploads/" in v:
+                        v = v.replace(f"127.0.0.1:{proxy_port}", f"127.0.0.1:{storage_port}")
                 out.append((k, v))
             if self.command != "HEAD":
                 out.append(("Content-Length", str(len(data))))
