@@ -28,6 +28,14 @@ public enum ImageName {
             guard isDomain(domain!) else { return nil }
         }
         guard !parts.isEmpty, parts.allSatisfy(isPathComponent) else { return nil }
+        // An image id is never a name: "sha256:<64 hex>" or the 64 hex
+        // digits alone would stand in for the image with that id (a fresh
+        // try loaded an archive named after another image's id, and runs
+        // by that id ran it). Docker refuses them as well.
+        if domain == nil, parts.count == 1 {
+            if parts[0] == "sha256", let tag, isHex64(tag) { return nil }
+            if isHex64(Substring(parts[0])) { return nil }
+        }
         if domain == "docker.io" || domain == "index.docker.io" { domain = nil }
         if domain == nil, parts.count == 2, parts[0] == "library" { parts.removeFirst() }
         var out = ([domain].compactMap { $0 } + parts).joined(separator: "/")
@@ -65,6 +73,10 @@ public enum ImageName {
     }
 
     static func isLowerAlnum(_ c: UInt8) -> Bool { (c >= 97 && c <= 122) || (c >= 48 && c <= 57) }
+
+    static func isHex64(_ s: Substring) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
 
     /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     package static func isTag(_ s: Substring) -> Bool {

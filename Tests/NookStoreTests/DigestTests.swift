@@ -36,7 +36,10 @@ import Testing
         #expect(ImageName.normalize(input) == expected)
     }
 
-    @Test(arguments: ["", "Alpine", "a:b:c", "x/", "-x", "localhost/x:", "a b", "x:\(String(repeating: "t", count: 200))"])
+    @Test(arguments: ["", "Alpine", "a:b:c", "x/", "-x", "localhost/x:", "a b", "x:\(String(repeating: "t", count: 200))",
+                      // An image id is never a name (a fresh try named an image after another's id).
+                      "sha256:\(String(repeating: "ab", count: 32))", String(repeating: "0", count: 64),
+                      "\(String(repeating: "c", count: 64)):1"])
     func invalidNamesAreRefused(input: String) {
         #expect(ImageName.normalize(input) == nil)
     }
