@@ -101,10 +101,22 @@ enum Plans {
     /// name: `localhost/DIR:TAG`.
     static func refNames(_ d: Descriptor, layout: String) -> [String] {
         let a = d.annotations ?? [:]
-        if let full = a[Annotation.containerdName], let name = ImageName.loadable(full) { return [name] }
-        guard let ref = a[Annotation.refName], !ref.isEmpty else { return [] }
+        // Said as a docker archive's bad RepoTags are (a fresh try saw
+        // names dropped without a word).
+        func ignored(_ text: String, _ key: String) -> [String] {
+            Log.warning("\(layout): ignoring the \(key) '\(escapedBytes(Array(text.utf8).prefix(200)))': "
+                + (ImageName.normalize(text) != nil ? "a name with a digest is kept only from a pull, which checks it"
+                    : "not a valid image name"))
+            return []
+        }
+        if let full = a[Annotation.containerdName] {
+            if let name = ImageName.loadable(full) { return [name] }
+            _ = ignored(full, Annotation.containerdName)
+        }
+        guard let ref = a[Annotation.refName] else { return [] }
+        if ref.isEmpty { return ignored(ref, Annotation.refName) }
         if ref.contains("/") || ref.contains(":") || ref.contains("@") {
-            return ImageName.loadable(ref).map { [$0] } ?? []
+            return ImageName.loadable(ref).map { [$0] } ?? ignored(ref, Annotation.refName)
         }
         var base = FS.split(layout.hasSuffix("/") ? String(layout.dropLast()) : layout).1.lowercased()
         // An archive's name without its extension (a fresh try got
@@ -114,7 +126,7 @@ enum Plans {
             break
         }
         if let name = ImageName.loadable("localhost/\(base):\(ref)") { return [name] }
-        return []
+        return ignored(ref, Annotation.refName)
     }
 
     static func plan(manifest digest: Digest, bytes: [UInt8], names: [String], source: ImportSource) throws(StoreError) -> ImagePlan {

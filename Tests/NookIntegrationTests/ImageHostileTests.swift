@@ -108,6 +108,19 @@ struct ImageHostileTests {
         #expect(!out.stderr.contains("\u{1b}"), "\(out)")
     }
 
+    /// An OCI layout's ref.name that is no name was dropped without a word
+    /// (a docker archive's RepoTags were warned about); and one that is
+    /// another image's id is no name either.
+    @Test(arguments: ["../../x:1", "a\nb:1", "sha256:\(String(repeating: "ab", count: 32))"])
+    func anOCIRefNameThatIsNoNameIsWarnedAbout(_ ref: String) throws {
+        let f = ImageFixture()
+        let spec = ["refname": ref, "layers": [[["name": "f"]]]] as [String: Any]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: spec), as: UTF8.self)
+        let out = f.nook(["image", "load", f.make("badref", json)])
+        #expect(out.status == 0 && out.stderr.contains("ignoring the org.opencontainers.image.ref.name"), "\(out)")
+        #expect(!out.stdout.contains("sha256:abab"), "\(out)")
+    }
+
     /// A fresh try: an archive named its image alpine@sha256:111..., and
     /// `nook run alpine@sha256:111...` ran it, the pin never checked. A
     /// name with a digest is kept only from a pull, which checks it.
