@@ -276,6 +276,23 @@ struct RegistryPullTests {
         #expect(exists.status == 125 && exists.stderr.contains("already exists"), "\(exists)")
     }
 
+    // A fresh try: pulls of the same image at once failed one in four with
+    // ENOENT: a pull waiting on another's partial blob took it after the
+    // other had moved it into its import.
+    @Test func pullsOfTheSameImageAtOnceAllSucceed() throws {
+        let registry = try #require(RegistryServer())
+        defer { registry.stop() }
+        let seed = ImageFixture()
+        registry.push(busybox(seed, "bb", marker: "together").layout, as: "together/bb:1")
+        for round in 1...4 {
+            let f = ImageFixture()
+            let out = f.sh("for i in 1 2 3 4; do $NOOK pull -q \(registry.host)/together/bb:1 >/dev/null 2>err$i & done; "
+                           + "wait; cat err1 err2 err3 err4", timeout: 180)
+            #expect(out.status == 0 && out.stdout.isEmpty, "round \(round): \(out)")
+            #expect(f.nook(["run", "\(registry.host)/together/bb:1", "--"]).stdout == "together\n")
+        }
+    }
+
     // A fresh try: a registry whose upload Location named another host got
     // the user's credentials sent there with every chunk of the push.
     @Test func pushSendsNoCredentialsToAnotherHostsUploadLocation() throws {
