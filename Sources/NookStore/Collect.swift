@@ -183,6 +183,13 @@ extension ImageStore {
         var count = 0
         for name in FS.list(tmpDirectory) {
             let dir = tmpDirectory + "/" + name
+            // An import whose process lives may not have locked its owner
+            // file yet: it made the file, and the lock comes next (a fresh
+            // try's concurrent pulls lost their import directory there).
+            if name.hasPrefix("import-"), let pid = Int32(name.dropFirst(7).prefix { $0 != "-" }),
+               kill(pid, 0) == 0 || errno == EPERM {
+                continue
+            }
             guard let lock = try? LockFile(dir + "/owner", create: false) else {
                 // Not an import's directory, or one that has not made its lock yet.
                 continue
