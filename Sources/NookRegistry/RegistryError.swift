@@ -74,7 +74,10 @@ public enum RegistryError: NookFailure {
             return "write [registry[:port]/]repository[:tag][@sha256:digest], repository in lowercase, "
                 + "as in docker.io/library/alpine:3.20 or localhost:5000/app:1"
         case .noSearchRegistries(let name, let config):
-            return "name the registry (docker.io/library/\(name)), or list registries to search in \(config): "
+            // Only a one-part name is under library/ on Docker Hub.
+            let repository = name.split(separator: ":").first.map(String.init) ?? name
+            let hub = repository.contains("/") ? "docker.io/\(name)" : "docker.io/library/\(name)"
+            return "name the registry (\(hub)), or list registries to search in \(config): "
                 + "unqualified-search-registries = [\"docker.io\"]"
         case .badFile(_, _, let hint):
             return hint

@@ -64,3 +64,13 @@ import Testing
         #expect(!RegistryConfig.isLoopback("10.0.0.1:5000"))
     }
 }
+
+struct SearchHintTests {
+    // With no registries to search, the hint named docker.io/library/me/zz:1
+    // for me/zz:1; only one-part names are under library/ (a fresh try).
+    @Test(arguments: [("alpine:3", "docker.io/library/alpine:3"), ("me/zz:1", "docker.io/me/zz:1")])
+    func theHintNamesTheHubReferenceThatWouldWork(name: String, expected: String) {
+        let hint = RegistryError.noSearchRegistries(name, config: "registries.toml").hint ?? ""
+        #expect(hint.contains("(\(expected))"), "\(hint)")
+    }
+}
