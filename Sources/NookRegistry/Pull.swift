@@ -270,13 +270,30 @@ public enum Puller {
         let size = UInt64(layer.size)
         let what = "layer \(index + 1) blob \(layer.digest)"
         var shortAnswers = 0
+        // Bytes left by an earlier try may have come from another registry
+        // (partials are kept by digest): checked here once complete, and
+        // fetched whole once more if wrong, rather than blaming this
+        // registry for them (a fresh try).
+        var resumed = fileSize(fd) > 0 && fileSize(fd) <= size
+        func wholeOrStartOver() -> Bool {
+            guard resumed else { return true }
+            resumed = false
+            lseek(fd, 0, SEEK_SET)
+            if let (actual, _) = try? Digest.of(fd: fd, max: size, what: what), actual == layer.digest { return true }
+            Log.info("\(client.registry): \(what): what an earlier try left is not that blob; downloading it whole")
+            ftruncate(fd, 0)
+            return false
+        }
         while true {
             var have = fileSize(fd)
             if have > size {
                 ftruncate(fd, 0)
                 have = 0
             }
-            if have == size { break }
+            if have == size {
+                if wholeOrStartOver() { break }
+                continue
+            }
             let counter = ProgressCounter()
             let response = try client.send(what) { _ throws(RegistryError) in
                 have = fileSize(fd)
@@ -301,7 +318,10 @@ public enum Puller {
             } else if response.status != 200 && response.status != 206 {
                 throw .status(registry: client.registry, what: what, status: response.status, message: response.message)
             }
-            if fileSize(fd) == size { break }
+            if fileSize(fd) == size {
+                if wholeOrStartOver() { break }
+                continue
+            }
             // A whole answer that was shorter than the blob: try again from
             // where it ended, a few times.
             shortAnswers += 1
