@@ -32,6 +32,29 @@ struct ImageRunTests {
         return "localhost/\(name):1"
     }
 
+    // An image with several names: ps showed the first of them, not the
+    // one it was run by (a fresh try).
+    @Test func aContainerIsShownByTheImageNameItWasRunBy() throws {
+        let f = ImageFixture()
+        let first = load(f, "aaa", config: #"{"Cmd": ["sleep", "100"]}"#)
+        let again = f.nook(["image", "load", "--tag", "localhost/zzz:2", f.ws + "/aaa"])
+        #expect(again.status == 0, "\(again)")
+        let runtime = f.ws + "/run"
+        f.sh("mkdir -m 700 run")
+        var env = f.env
+        env["XDG_RUNTIME_DIR"] = runtime
+        for (name, image) in [("by-first", first), ("by-second", "localhost/zzz:2")] {
+            let out = h.nook(["run", "-d", "--name", name, image, "--"], in: f.ws, env: env)
+            #expect(out.status == 0, "\(out)")
+        }
+        let ps = h.nook(["ps", "--format", "json"], in: f.ws, env: env).stdout
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(ps.utf8)) as? [[String: Any]])
+        let images = Dictionary(uniqueKeysWithValues: rows.compactMap { r in
+            (r["name"] as? String).map { ($0, r["image"] as? String ?? "") } })
+        #expect(images == ["by-first": first, "by-second": "localhost/zzz:2"], "\(ps)")
+        h.nook(["rm", "-f", "by-first", "by-second"], in: f.ws, env: env)
+    }
+
     @Test func theImageConfigGivesCommandEnvironmentWorkdirAndUser() {
         let f = ImageFixture()
         let image = load(f, "cfg", config: """

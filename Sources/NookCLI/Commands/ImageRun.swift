@@ -34,7 +34,10 @@ enum ImageRun {
         let lease = try store.lease(image)
         let passwd = text(image.readFile("etc/passwd", max: 16 << 20))
         let group = text(image.readFile("etc/group", max: 16 << 20))
-        host.image = ImageContext(name: image.displayName, id: image.id.description, config: image.config,
+        // The name it was run by, where it is one of the image's (ps showed
+        // another of its names: a fresh try).
+        let asked = ImageName.normalize(reference).flatMap { image.names.contains($0) ? $0 : nil }
+        host.image = ImageContext(name: asked ?? image.displayName, id: image.id.description, config: image.config,
                                   layers: lease.layerDirectories, passwd: passwd, group: group)
         Log.info("image: \(image.displayName) \(image.id.short), \(lease.layerDirectories.count) layers")
         return lease
