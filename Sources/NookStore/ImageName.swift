@@ -39,6 +39,9 @@ public enum ImageName {
         if domain == "docker.io" || domain == "index.docker.io" { domain = nil }
         if domain == nil, parts.count == 2, parts[0] == "library" { parts.removeFirst() }
         var out = ([domain].compactMap { $0 } + parts).joined(separator: "/")
+        // As the distribution spec and docker have it: a longer repository
+        // name could be stored but never pushed (a fresh try).
+        guard out.utf8.count <= 255 else { return nil }
         if let tag { out += ":" + tag } else if digest == nil { out += ":latest" }
         if let digest { out += "@" + digest }
         return out

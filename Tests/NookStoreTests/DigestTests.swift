@@ -39,7 +39,8 @@ import Testing
     @Test(arguments: ["", "Alpine", "a:b:c", "x/", "-x", "localhost/x:", "a b", "x:\(String(repeating: "t", count: 200))",
                       // An image id is never a name (a fresh try named an image after another's id).
                       "sha256:\(String(repeating: "ab", count: 32))", String(repeating: "0", count: 64),
-                      "\(String(repeating: "c", count: 64)):1"])
+                      "\(String(repeating: "c", count: 64)):1",
+                      "localhost/\(String(repeating: "r", count: 250)):1"])
     func invalidNamesAreRefused(input: String) {
         #expect(ImageName.normalize(input) == nil)
     }
