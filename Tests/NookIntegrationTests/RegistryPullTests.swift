@@ -274,6 +274,10 @@ struct RegistryPullTests {
         }
         let exists = f.nook(["image", "save", "localhost/bb:1", f.ws + "/saved-oci"])
         #expect(exists.status == 125 && exists.stderr.contains("already exists"), "\(exists)")
+        // "-" is stdin to load; save made a file called "-" (a fresh try).
+        let dash = f.nook(["image", "save", "localhost/bb:1", "-"])
+        #expect(dash.status == 2 || dash.status == 125, "\(dash)")
+        #expect(dash.stderr.contains("- is not a path") && !FileManager.default.fileExists(atPath: f.ws + "/-"), "\(dash)")
     }
 
     // A fresh try: pulls of the same image at once failed one in four with

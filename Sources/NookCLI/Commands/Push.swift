@@ -84,6 +84,13 @@ enum ImageSaveCommand {
         }
         try CommonOptions.apply(parsed, environment: HostProbe.currentEnvironment())
         guard parsed.positionals.count == 2 else { throw UsageFailure("image save: give IMAGE and PATH", hint: "usage: \(usage)") }
+        // load reads stdin from "-"; save does not write stdout, and a file
+        // called "-" is never what was meant (a fresh try).
+        if parsed.positionals[1] == "-" {
+            throw UsageFailure("image save: - is not a path; save writes a new file or directory",
+                               hint: "give a path, as in nook image save \(parsed.positionals[0]) ./image.tar "
+                                   + "--format docker-archive")
+        }
         let format = try parsed.choice("format", SaveFormat.self) ?? .oci
         try ImageCommand.store().save(parsed.positionals[0], to: RunCommand.absolute(parsed.positionals[1]), format: format)
         writeStdout("Saved \(parsed.positionals[0]) to \(parsed.positionals[1]) (\(format.rawValue))\n")
