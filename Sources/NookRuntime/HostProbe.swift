@@ -138,7 +138,6 @@ public enum HostProbe {
                 }
             }
             guard !parent.isEmpty, stat(parent, &sb) == 0 else { return nil }
-            if stat(dir, &sb) != 0 { _ = mkdir(dir, 0o700) }
             guard let real = realpath(dir, nil) else { return nil }
             defer { free(real) }
             return String(cString: real)

@@ -168,10 +168,12 @@ import Testing
 
     @Test func whatAKilledImportLeftIsRemovedByTheNextPrune() throws {
         try store.prepare()
-        let leftover = store.tmpDirectory + "/import-1-1"
-        _ = temp.mkdir("store/tmp/import-1-1/layer-x/diff")
-        _ = temp.write("store/tmp/import-1-1/owner", [])
-        _ = temp.write("store/tmp/import-1-1/layer-x/diff/file", [1])
+        // Named for a process that does not run (an import whose process
+        // lives is never swept, lock or not).
+        let leftover = store.tmpDirectory + "/import-999999999-1"
+        _ = temp.mkdir("store/tmp/import-999999999-1/layer-x/diff")
+        _ = temp.write("store/tmp/import-999999999-1/owner", [])
+        _ = temp.write("store/tmp/import-999999999-1/layer-x/diff/file", [1])
         _ = try store.prune(context: context)
         #expect(!FS.exists(leftover))
         #expect(FS.list(store.trashDirectory).isEmpty)
