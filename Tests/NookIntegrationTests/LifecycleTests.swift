@@ -302,6 +302,24 @@ struct LifecycleTests {
         f.nook(["rm", "ticker"])
     }
 
+    // A container that froze its own cgroup: exec hung without a word (a
+    // fresh try). It says so now, with the way to thaw it.
+    @Test func execIntoAFrozenContainerSaysSo() throws {
+        let f = LifecycleFixture()
+        f.start(["--", "sleep", "100"], name: "icy")
+        guard let leaf = f.state("icy")["cgroup"] as? String else {
+            f.nook(["rm", "-f", "icy"])
+            return  // no cgroup for the container (no user manager): nothing to freeze
+        }
+        let scope = (leaf as NSString).deletingLastPathComponent
+        #expect(f.sh("echo 1 > \(scope)/cgroup.freeze").status == 0)
+        let frozen = f.nook(["exec", "icy", "--", "true"], timeout: 20)
+        #expect(frozen.status == 125 && frozen.stderr.contains("is frozen"), "\(frozen)")
+        #expect(f.sh("echo 0 > \(scope)/cgroup.freeze").status == 0)
+        #expect(f.nook(["exec", "icy", "--", "true"], timeout: 20).status == 0)
+        f.nook(["rm", "-f", "icy"])
+    }
+
     // An id outside the container's map gave the kernel's EINVAL alone.
     @Test func execAsAnUnmappedUserSaysSo() {
         let f = LifecycleFixture()

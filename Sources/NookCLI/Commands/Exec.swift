@@ -164,6 +164,16 @@ struct ContainerJoin {
             throw ContainerFailure("the spec of container \(record.shortID) is refused: \(error)",
                                    hint: "nook rm -f \(reference) removes the container")
         }
+        // A process that joins a frozen cgroup freezes with it: exec hung
+        // without a word on a container that had frozen its own (a fresh try).
+        if let leaf = record.cgroup {
+            let scope = leaf.hasSuffix("/" + CgroupSession.leaf) ? String(leaf.dropLast(CgroupSession.leaf.count + 1)) : leaf
+            for dir in [scope, leaf] where (readTextFile(dir + "/cgroup.events", limit: 4096) ?? "")
+                .split(separator: "\n").contains("frozen 1") {
+                throw ContainerFailure("container \(reference) is frozen (\(dir)/cgroup.freeze is 1): a command run in "
+                    + "it would freeze too", hint: "thaw it first: echo 0 > \(dir)/cgroup.freeze")
+            }
+        }
         guard let target = initProcess.children().first, let pidfd = target.openPidfd() else {
             throw ContainerFailure("container \(reference) has no process left to join (it is stopping)")
         }
