@@ -276,10 +276,13 @@ struct ImageRunTests {
     @Test func anImageInUseCannotBeRemovedFromUnderIt() {
         let f = ImageFixture()
         let image = load(f, "busy")
+        // rm once the run has the image (a second was not enough for the
+        // VM tier under load: rm came first, rightly removed it).
         let out = f.sh("""
-            $NOOK run \(image) -- sleep 2 & sleep 1
+            $NOOK run --bind \(f.ws):/mark \(image) -- sh -c 'touch /mark/started; sleep 3' &
+            for i in $(seq 300); do [ -e started ] && break; sleep 0.1; done
             $NOOK image rm \(image); echo rm=$?
-            sleep 2
+            wait
             """)
         #expect(out.stdout.contains("rm=1") || out.stdout.contains("rm=125"), "\(out)")
         #expect(f.nook(["image", "ls"]).stdout.contains(image), "the image went while in use")
