@@ -246,7 +246,8 @@ struct NetworkTests {
         let out = TestNetwork().sh("""
             python3 -c 'import socket, time
             s = socket.socket(); s.bind(("127.0.0.1", 18081)); s.listen(); time.sleep(30)' &
-            sleep 0.5
+            server=$!
+            \(Self.retry("ss -Hltn 'sport = :18081' | grep -q LISTEN"))
             $NOOK run --network \(helper) -p 127.0.0.1:18081:80 -- touch ran; echo "nook=$?"
             ls ran 2>/dev/null || echo not-ran
             \(Self.noHelperLeft)
