@@ -325,6 +325,26 @@ struct EscapeTests {
             && out.stderr.contains(outside) && !out.stderr.contains("./near"), "\(out)")
     }
 
+    // A fresh try: a profile's bind of ${PWD}/cache, made a symlink to
+    // nook's profiles by one run, let the next write a profile that later
+    // runs of the stock build profile loaded (seccomp off, host network).
+    // Profile binds are resolved and checked as --bind's are.
+    @Test func aProfileBindThroughASymlinkIsCheckedWhereItLeads() {
+        let ws = h.workspace("profilelink")
+        let config = h.workspace("profileconfig")
+        h.sh("mkdir -p \(config)/nook/profiles cache && printf '%s\\n' 'extends = [\"build\"]' '[filesystem]' "
+             + "'binds = [{ source = \"${PWD}/cache\", destination = \"/cache\" }]' > \(config)/nook/profiles/dev.toml", in: ws)
+        let env = ["XDG_CONFIG_HOME": config]
+        let first = h.nook(["run", "--profile", "dev", "--", "sh", "-c", "rmdir cache && ln -s \(config)/nook cache"],
+                           in: ws, env: env)
+        #expect(first.status == 0, "\(first)")
+        let second = h.nook(["run", "--profile", "dev", "--", "sh", "-c", "mkdir -p /cache/profiles && touch /cache/profiles/build.toml"],
+                            in: ws, env: env)
+        #expect(second.status == 125 && second.stderr.contains("goes through a symlink in the current directory")
+            && second.stderr.contains("lies in nook's own state"), "\(second)")
+        #expect(!FileManager.default.fileExists(atPath: config + "/nook/profiles/build.toml"))
+    }
+
     // Without XDG_RUNTIME_DIR the containers live in /tmp/nook-UID, which a
     // bind of /tmp showed: a fresh try rewrote another container's spec
     // there and the next nook exec ran without a seccomp filter.

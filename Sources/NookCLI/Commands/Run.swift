@@ -175,6 +175,12 @@ enum RunCommand {
         }
         if let pinned, request.image != nil { request.image = pinned }
         request.detached = detached
+        // The profile's binds too (the command line's are resolved already).
+        request.binds = request.binds.map { bind in
+            var resolved = bind
+            resolved.source = resolvedBindSource(bind.source, shown: "the bind of \(bind.source)")
+            return resolved
+        }
         let rootFlags = ["read-only", "overlay", "persist"].filter { parsed.has($0) || parsed.value($0) != nil }
         if request.rootfs == nil && request.image == nil && !rootFlags.isEmpty {
             throw UsageFailure("--\(rootFlags[0]) applies to a root of its own",
@@ -440,17 +446,24 @@ enum RunCommand {
             throw UsageFailure("--bind \(spec): expected SRC[:DST][:ro|rw]",
                                hint: "paths that contain ':' can be bound through a profile's [filesystem] section")
         }
-        let given = absolute(parts[0])
+        let source = resolvedBindSource(absolute(parts[0]), shown: "--bind \(parts[0])")
+        return BindMount(source: source, destination: parts.count == 2 ? parts[1] : source, readOnly: readOnly)
+    }
+
+    /// A bind's source with its symlinks resolved, as it is mounted: what
+    /// nook checks (its own state, the session's sockets) must be what the
+    /// sandbox gets. A symlink in the current directory, which sandboxes
+    /// write, may be one a sandbox left there: a fresh try's next run bound
+    /// the home read-write through ./cache; another's profile bind of
+    /// ${PWD}/cache wrote nook's own profiles.
+    static func resolvedBindSource(_ given: String, shown: String) -> String {
         let source = realPath(given) ?? given
-        // A symlink in the current directory, which sandboxes write, may
-        // be one a sandbox left there: a fresh try's next run bound the
-        // home read-write through ./cache.
         if source != given, let cwd = realPath("."), given.hasPrefix(cwd + "/"),
            source != cwd, !source.hasPrefix(cwd + "/") {
-            Log.warning("--bind \(parts[0]) goes through a symlink in the current directory (which sandboxes can "
+            Log.warning("\(shown) goes through a symlink in the current directory (which sandboxes can "
                 + "write) to \(source), outside it; bind \(source) by its own path if that is what you meant")
         }
-        return BindMount(source: source, destination: parts.count == 2 ? parts[1] : source, readOnly: readOnly)
+        return source
     }
 
     static func ulimit(_ spec: String) throws -> Rlimit {
