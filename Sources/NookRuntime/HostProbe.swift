@@ -107,10 +107,15 @@ public enum HostProbe {
         dirs.append(config + "/nook")
         // Without XDG_RUNTIME_DIR the containers live in /tmp/nook-UID,
         // which a bind of /tmp shows: hidden all the same (a fresh try
-        // rewrote another container's spec from a sandbox there).
-        let runtimeState = (environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? "/tmp/nook-\(getuid())") + "/nook"
-        dirs.append(runtimeState)
+        // rewrote another container's spec from a sandbox there), and
+        // whichever this run uses: cron jobs and CI runners use the other
+        // (a fresh try's run with XDG_RUNTIME_DIR wrote the specs of those
+        // without). /tmp/nook-UID is made here, so that no sandbox makes it.
+        let uid = getuid()
+        var runtimeStates = [environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 + "/nook" : nil },
+                             "/tmp/nook-\(uid)/nook", "/run/user/\(uid)/nook"].compactMap { $0 }
+        runtimeStates = runtimeStates.enumerated().filter { !runtimeStates[..<$0.offset].contains($0.element) }.map(\.element)
+        dirs += runtimeStates
         // The stock profiles of a nook installed in a directory of the
         // user's (PREFIX=~/.local): what later sandboxes load, so no
         // sandbox may write there either (a fresh try planted a profile in
@@ -126,11 +131,16 @@ public enum HostProbe {
             // The runtime directory only where it is private (a refused
             // one is reported by what uses it); made with its parent, so
             // that no sandbox can make /tmp/nook-UID first.
-            if dir == runtimeState { try? PrivateDirectory.ensure(dir) }
+            if runtimeStates.contains(dir) {
+                // /run/user/UID is made by the session, never here.
+                if dir != "/run/user/\(uid)/nook" || access("/run/user/\(uid)", F_OK) == 0 {
+                    try? PrivateDirectory.ensure(dir)
+                }
+            }
             // The configuration and data directories too, with missing
             // parents: a sandbox that can write the home could otherwise
             // make ~/.config/nook/profiles itself, with profiles of its own.
-            if dir != runtimeState && stat(dir, &sb) != 0 {
+            if !runtimeStates.contains(dir) && stat(dir, &sb) != 0 {
                 var current = ""
                 for part in dir.split(separator: "/") {
                     current += "/" + part

@@ -356,6 +356,15 @@ struct EscapeTests {
                              "ls -A /ht/nook-\(uid)/nook; touch /ht/nook-\(uid)/nook/planted 2>/dev/null || echo masked; "
                              + "mv /ht/nook-\(uid) /ht/moved-\(uid) 2>/dev/null || echo pinned"], env: env)
         #expect(attack.stdout == "masked\npinned\n", "\(attack)")
+        // And from a run that has XDG_RUNTIME_DIR: cron jobs and CI runners
+        // without one keep their containers there (a fresh try rewrote
+        // their specs from such a run).
+        let runtime = h.workspace("withruntime")
+        chmod(runtime, 0o700)
+        let other = h.nook(["run", "--bind", "/tmp:/ht", "--", "sh", "-c",
+                            "ls -A /ht/nook-\(uid)/nook; touch /ht/nook-\(uid)/nook/planted 2>/dev/null || echo masked"],
+                           env: ["XDG_RUNTIME_DIR": runtime])
+        #expect(other.stdout == "masked\n", "\(other)")
     }
 
     // The second attack report: a bind of a directory *inside* nook's state,
