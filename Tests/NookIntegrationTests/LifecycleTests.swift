@@ -302,6 +302,27 @@ struct LifecycleTests {
         f.nook(["rm", "ticker"])
     }
 
+    // A fresh try killed nook run -d in its first milliseconds: it never
+    // printed the id, yet the container ran on. The monitor that finds no
+    // one to tell ends it and removes it.
+    @Test(arguments: [0.0, 0.01, 0.05])
+    func aRunDKilledBeforeItSaysTheIdLeavesNothingRunning(_ delay: Double) {
+        let f = LifecycleFixture()
+        // Killed once its monitor runs (its child until it dies), after a
+        // delay: while the monitor starts the container.
+        let out = f.sh("$NOOK run -d --name gone -- sh -c 'sleep 300 # \(f.tag)' >said 2>&1 & p=$!; "
+                       + "while ! pgrep -P $p >/dev/null; do :; done; sleep \(delay); kill -9 $p; wait $p; "
+                       + "sleep 1; echo killed; cat said")
+        #expect(out.stdout.hasPrefix("killed\n"), "\(out)")
+        // Killed after it printed the id, the container rightly runs on;
+        // killed before, it must not.
+        if out.stdout == "killed\n" {
+            #expect(f.eventually(20) { f.nook(["ps", "-q"]).stdout.isEmpty }, "\(f.nook(["ps", "-a"]))")
+        }
+        f.nook(["rm", "-f", "gone"])
+        #expect(f.eventually(20) { f.processes.isEmpty }, "\(f.processes)")
+    }
+
     // A container that froze its own cgroup: exec hung without a word (a
     // fresh try). It says so now, with the way to thaw it.
     @Test func execIntoAFrozenContainerSaysSo() throws {
@@ -418,7 +439,7 @@ struct LifecycleTests {
         let f = LifecycleFixture()
         let out = f.sh("""
             for round in 1 2 3; do
-                $NOOK run -d --name race -- sleep 300 '# \(f.tag)' >/dev/null 2>run.err &
+                $NOOK run -d --name race -- sh -c 'sleep 300 # \(f.tag)' >/dev/null 2>run.err &
                 pid=$!
                 for i in $(seq 400); do [ -e $XDG_RUNTIME_DIR/nook/containers/names/race ] && break; sleep 0.005; done
                 sleep \(delay)

@@ -58,8 +58,10 @@ final class StatusChannel {
 
     var open: Bool { fd >= 0 }
 
-    func ok() { send("ok\n") }
-    func fail(_ text: String) { send(text) }
+    /// Whether `nook run -d` got the word: false when it is gone (killed
+    /// before it could print the id), and nobody knows of the container.
+    @discardableResult func ok() -> Bool { send("ok\n") }
+    @discardableResult func fail(_ text: String) -> Bool { send(text) }
 
     /// A warning line before the verdict; the channel stays open.
     func warn(_ text: String) {
@@ -70,12 +72,16 @@ final class StatusChannel {
 
     static let warningPrefix = "nook: warning: "
 
-    private func send(_ text: String) {
-        guard fd >= 0 else { return }
+    private func send(_ text: String) -> Bool {
+        guard fd >= 0 else { return false }
         let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var n = -1
+        repeat {
+            n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        } while n < 0 && errno == EINTR
         close(fd)
         fd = -1
+        return n == bytes.count
     }
 }
 
@@ -97,6 +103,9 @@ final class Monitor {
     var oomWatch: OOMWatch?
     /// How the last run ended, once one has.
     var lastExit: ContainerRecord.Exit?
+    /// `nook run -d` was gone before it could print the id: the container
+    /// is ended and removed, as if it had never been made.
+    var orphaned = false
 
     init(id: String, status: StatusChannel) throws {
         self.id = id
@@ -219,7 +228,7 @@ final class Monitor {
                                                      "reason": action == .restart ? "unhealthy" : "restart policy"])
         }
         log?.flush()
-        if record.autoRemove {
+        if record.autoRemove || orphaned {
             try store.remove(record)
             ContainerEvents.emit("remove", record)
         }
@@ -231,7 +240,14 @@ final class Monitor {
     /// state say it: a container whose restart policy was cut short must
     /// not look as if it had simply ended.
     func failed(_ text: String) {
-        guard !status.open else { return status.fail(text) }
+        if status.open {
+            // Nobody to tell the failure to (run -d is gone): nothing of
+            // the container is kept, as run -d would have removed it.
+            if !status.fail(text), let record = try? store.record(id), (try? store.remove(record)) != nil {
+                ContainerEvents.emit("remove", record)
+            }
+            return
+        }
         log?.append(ArraySlice(text.utf8), stream: 2)
         log?.flush()
         let said = text.dropFirst("nook: ".count).split(separator: "\n").first.map(String.init) ?? ""
@@ -305,7 +321,13 @@ final class Monitor {
                 // A stop that came while this run was being prepared (after
                 // the check before it): the run ends at once.
                 if let r = recorded, r.stopRequested { StopCommand.kill(r) }
-                status.ok()
+                if status.open, !status.ok(), let r = recorded ?? (try? store.record(id)) {
+                    // A fresh try killed run -d in its first milliseconds
+                    // and found the container running, its id never shown.
+                    orphaned = true
+                    if let stopped = try? store.update(id, { $0.stopRequested = true }) { StopCommand.kill(stopped) }
+                    else { StopCommand.kill(r) }
+                }
             },
             warn: { [self] text in
                 // The first start's warnings reach `nook run -d`; a
