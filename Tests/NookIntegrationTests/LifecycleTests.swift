@@ -302,6 +302,22 @@ struct LifecycleTests {
         f.nook(["rm", "ticker"])
     }
 
+    // A fresh try planted a container's directory as a symlink with a name
+    // for it: rm -f by that name said "refused" and the leftover stayed.
+    @Test func rmForceRemovesAPlantedRecordByNameWithoutFollowingIt() throws {
+        let f = LifecycleFixture()
+        #expect(f.nook(["ps"]).status == 0)
+        let id = String(repeating: "a", count: 64)
+        let out = f.sh("""
+            mkdir -p target && echo kept > target/canary && mkdir -p run/nook/containers/names
+            ln -s \(f.ws)/target run/nook/containers/\(id)
+            printf \(id) > run/nook/containers/names/victim
+            $NOOK rm -f victim; echo rm=$?
+            ls -A run/nook/containers | grep -v '^names$' | grep -v lock; ls run/nook/containers/names; cat target/canary
+            """)
+        #expect(out.stdout == "victim\nrm=0\nkept\n", "\(out)")
+    }
+
     // A fresh try killed nook run -d in its first milliseconds: it never
     // printed the id, yet the container ran on. The monitor that finds no
     // one to tell ends it and removes it.

@@ -213,8 +213,11 @@ enum RemoveCommand {
         do {
             record = try Containers.find(reference, in: store)
         } catch let failure as ContainerFailure where force {
-            // Unreadable state: by full id or a unique prefix of one.
-            let matches = store.ids().filter { $0.hasPrefix(reference.lowercased()) }
+            // Unreadable state: by its name, full id or a unique prefix.
+            // (A name left pointing at a container of another name is not
+            // that container's: only a record nook refuses goes this way.)
+            let named = store.idNamed(reference).flatMap { (try? store.record($0)) == nil ? $0 : nil }
+            let matches = named.map { [$0] } ?? store.ids().filter { $0.hasPrefix(reference.lowercased()) }
             guard matches.count == 1 else { throw failure }
             try store.removeBroken(id: matches[0])
             // What is known of it: its id.
