@@ -821,6 +821,12 @@ public enum Resolver {
     static func protections(for mounts: [Mount], rootfs: String?, host: HostContext) -> [Mount] {
         var sources: [(source: String, destination: String)] = mounts.compactMap { m in
             guard m.type == "bind" || (m.options ?? []).contains("rbind"), let s = m.source else { return nil }
+            // A read-only bind of nook's state itself, or of a directory in
+            // it, shows it as asked (the refusal of a writable one says to
+            // add :ro; that gave an empty directory: a fresh try).
+            if (m.options ?? []).contains("ro"), host.protectedPaths.contains(where: { s == $0 || s.hasPrefix($0 + "/") }) {
+                return nil
+            }
             return (s, m.destination)
         }
         if let rootfs { sources.append((rootfs, "/")) }

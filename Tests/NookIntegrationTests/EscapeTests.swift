@@ -401,6 +401,11 @@ struct EscapeTests {
         #expect(!FileManager.default.fileExists(atPath: layers + "/x/planted"))
         let ro = h.nook(["run", "--bind", "\(cache):/s:ro", "--", "sh", "-c", "ls /s >/dev/null && touch /s/y"], env: env)
         #expect(ro.status == 1 && ro.stderr.contains("Read-only"), "\(ro)")
+        // The state directory itself, read-only as the hint says: shown
+        // (it was an empty directory: a fresh try), and not writable.
+        let whole = h.nook(["run", "--bind", "\(runtime)/nook:/n:ro", "--", "sh", "-c", "ls /n/seccomp | wc -l; touch /n/y"],
+                           env: env)
+        #expect(whole.status == 1 && whole.stdout != "0\n" && whole.stderr.contains("Read-only"), "\(whole)")
     }
 
     @Test func aCacheEntryWithoutProgramsIsNeverLoaded() throws {
