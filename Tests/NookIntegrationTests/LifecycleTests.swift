@@ -287,6 +287,7 @@ struct LifecycleTests {
         #expect(f.eventually { ticks() >= 3 })
         #expect(f.nook(["kill", "-s", "STOP", "ticker"]).status == 0)
         usleep(300_000)
+        #expect(f.nook(["ps"]).stdout.contains("(Paused)"), "\(f.nook(["ps"]))")
         let paused = ticks()
         usleep(1_000_000)
         #expect(ticks() == paused, "the command went on while paused")

@@ -83,6 +83,8 @@ enum Containers {
         case .created: return "Created"
         case .running:
             var text = "Up \(duration(now - (r.started ?? now)))"
+            // kill -s STOP stops every process, the init first.
+            if r.initProcess?.isStopped == true { text += " (Paused)" }
             if let h = r.health { text += " (\(h.status.rawValue))" }
             return text
         case .stopped:
