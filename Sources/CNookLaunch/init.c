@@ -20,7 +20,12 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
-static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, 0 };
+/* And every real-time signal (systemd inside takes SIGRTMIN+3 as halt).
+ * TSTP, TTIN and TTOU too: sent to the init, they did nothing (a fresh
+ * try); STOP and CONT, which no process can catch, nook sends to every
+ * process itself. */
+static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM,
+                                 SIGTSTP, SIGTTIN, SIGTTOU, 0 };
 
 static void ignore_signal(int sig) { (void)sig; }
 
@@ -105,6 +110,10 @@ _Noreturn void run_init(struct child_state *st) {
     for (int i = 0; forwarded[i]; i++) {
         sigaddset(&set, forwarded[i]);
         signal(forwarded[i], ignore_signal);
+    }
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++) {
+        sigaddset(&set, sig);
+        signal(sig, ignore_signal);
     }
     sigprocmask(SIG_BLOCK, &set, NULL);
 

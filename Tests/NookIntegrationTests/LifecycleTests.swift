@@ -381,6 +381,20 @@ struct LifecycleTests {
         #expect(f.eventually { f.containerDirectories.isEmpty })
     }
 
+    // TSTP and the real-time signals sent with nook kill did nothing: the
+    // init did not pass them on (a fresh try).
+    @Test func killPassesJobControlAndRealTimeSignalsOn() {
+        let f = LifecycleFixture()
+        f.start(["--", "sh", "-c", "trap 'echo tstp' TSTP; trap 'echo rt3' 37; echo ready; while :; do sleep 0.1; done"],
+                name: "sig")
+        #expect(f.eventually { f.nook(["logs", "sig"]).stdout == "ready\n" })
+        #expect(f.nook(["kill", "-s", "TSTP", "sig"]).status == 0)
+        #expect(f.eventually { f.nook(["logs", "sig"]).stdout.contains("tstp\n") }, "\(f.nook(["logs", "sig"]))")
+        #expect(f.nook(["kill", "-s", "RTMIN+3", "sig"]).status == 0)
+        #expect(f.eventually { f.nook(["logs", "sig"]).stdout.contains("rt3\n") }, "\(f.nook(["logs", "sig"]))")
+        f.nook(["rm", "-f", "sig"])
+    }
+
     @Test func removeAfterExitWithRm() {
         let f = LifecycleFixture()
         f.start(["--rm", "--", "true"], name: "brief")

@@ -125,7 +125,8 @@ enum KillCommand {
         Usage: \(usage)
 
         Send a signal to each container's init, which passes HUP, INT, QUIT, TERM,
-        USR1, USR2 and WINCH on to the command; KILL (the default) ends the whole
+        USR1, USR2, WINCH, ALRM, TSTP, TTIN, TTOU and the real-time signals on to
+        the command; KILL (the default) ends the whole
         container at once, and is not restarted. STOP and CONT, which no init can
         pass on, go to every process of the container: STOP pauses it, CONT resumes
         it (nook stop resumes a paused container to give it the stop signal).
