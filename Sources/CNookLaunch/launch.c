@@ -174,6 +174,18 @@ static _Noreturn void child_main(const struct nook_launch_config *cfg, int sync_
         report(error_fd, NOOK_STEP_LOOPBACK, 0, errno, 0, NULL, 0);
         _exit(125);
     }
+    /* In a network namespace of its own, any port is the sandbox's to bind,
+     * as in docker's and podman's containers: a server on port 22 or 80
+     * failed with EACCES without --userns root (a fresh try). The sysctl is
+     * the namespace's own; at worst it stays as it was. */
+    if (cfg->loopback_up) {
+        int fd = open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t w = write(fd, "0", 1);
+            (void)w;
+            close(fd);
+        }
+    }
     if (cfg->root_kind != NOOK_ROOT_NONE && setup_root(&st) != 0) _exit(125);
     if (cfg->direct) run_payload(&st);
     run_init(&st);

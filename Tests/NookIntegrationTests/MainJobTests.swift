@@ -9,6 +9,15 @@ struct MainJobTests {
 
     /// Output lost to a full disk was once a silent exit 0 (an empty
     /// `nook image ls` that a script took for "no images").
+    // In its own network namespace a sandbox binds any port, as docker's
+    // and podman's containers do: a server on port 22 or 80 failed with
+    // EACCES unless --userns root (a fresh try, the README's sshd example).
+    @Test func aSandboxWithItsOwnNetworkBindsLowPorts() {
+        let out = h.nook(["run", "--", "python3", "-c",
+                          "import socket; s = socket.socket(); s.bind(('127.0.0.1', 80)); print('bound')"])
+        #expect(out.status == 0 && out.stdout == "bound\n", "\(out)")
+    }
+
     @Test func outputThatCannotBeWrittenIsAFailure() {
         let full = h.sh("$NOOK version > /dev/full; echo \"status $?\" >&2", env: ["NOOK": h.binary])
         #expect(full.stderr.contains("nook: could not write to standard output: ENOSPC"), "\(full)")
