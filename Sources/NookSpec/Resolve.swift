@@ -184,6 +184,16 @@ public enum Resolver {
         }
         process.noNewPrivileges = true
         process.capabilities = try capabilities(request, mode: mode)
+        // A fresh try reached the host's 127.0.0.1 through both helpers with
+        // either: NET_ADMIN routes 127.0.0.0/8 to the gateway (with
+        // route_localnet set over netlink), NET_RAW writes such frames
+        // itself. The helpers cannot tell those from the sandbox's traffic.
+        if net.mode.usesHelper, request.networkOptions.hostLoopback != true,
+           let risky = process.capabilities?.bounding?.first(where: { $0 == "CAP_NET_ADMIN" || $0 == "CAP_NET_RAW" }) {
+            out.warnings.append("\(risky.dropFirst(4)) with --network \(net.mode.rawValue) lets a program in the sandbox "
+                + "reach services on the host's loopback (it can route or forge packets to 127.0.0.1 through the "
+                + "helper), as if --host-loopback were given; add it only for programs you trust")
+        }
         if !request.rlimits.isEmpty { process.rlimits = request.rlimits }
         spec.process = process
         spec.hostname = hostname

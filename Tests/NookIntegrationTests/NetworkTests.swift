@@ -160,6 +160,20 @@ struct NetworkTests {
         #expect(warned.stderr.contains("does not return UDP replies"), "\(warned)")
     }
 
+    // A fresh try reached the host's loopback through both helpers with
+    // --cap-add NET_ADMIN (a route to 127.0.0.0/8) or NET_RAW (forged
+    // frames); said, as the helpers cannot stop it.
+    @Test(arguments: helpers)
+    func netAdminOrNetRawWithAHelperIsWarnedAbout(_ helper: String) {
+        for cap in ["NET_RAW", "NET_ADMIN"] {
+            let out = TestNetwork().sh("$NOOK run --network \(helper) --cap-add \(cap) --no-workspace --dry-run -- true")
+            #expect(out.stderr.contains("\(cap) with --network \(helper) lets a program in the sandbox reach services "
+                + "on the host's loopback"), "\(out)")
+        }
+        let asked = TestNetwork().sh("$NOOK run --network \(helper) --host-loopback --cap-add NET_RAW --no-workspace --dry-run -- true")
+        #expect(!asked.stderr.contains("host's loopback"), "\(asked)")
+    }
+
     func udpExchange(_ helper: String, _ flags: [String], _ inside: Int) -> String {
         """
         $NOOK run --network \(helper) \(flags.joined(separator: " ")) --no-workspace -- python3 -c '
