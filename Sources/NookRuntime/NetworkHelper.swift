@@ -143,16 +143,23 @@ struct NetworkHelper {
         let code = Int((status >> 8) & 0xff)
         var reason = logExcerpt(prefix: ": ")
         if reason.isEmpty, exited { reason = ": " + (setup[code] ?? IDMapWriter.describeStatus(status)) }
-        throw NetworkFailure(message: "\(name) failed to set up the sandbox's network\(reason)", hint: hint)
+        throw NetworkFailure(message: "\(name) failed to set up the sandbox's network\(reason)", hint: hint(for: reason))
     }
 
-    var hint: String {
-        if name == "pasta" {
-            return "pasta needs /dev/net/tun to be usable (ls -l /dev/net/tun: crw-rw-rw-); or try --network slirp4netns, "
+    /// The fix for what the helper said: /dev/net/tun only when that is
+    /// what failed (every failure named it: a fresh try).
+    func hint(for reason: String) -> String {
+        let other = name == "pasta" ? "slirp4netns" : "pasta"
+        let lowered = reason.lowercased()
+        if lowered.contains("tun") || reason.isEmpty || lowered.contains("could not be executed") {
+            return "\(name) needs /dev/net/tun to be usable (ls -l /dev/net/tun: crw-rw-rw-); or try --network \(other), "
                 + "or --network none"
         }
-        return "slirp4netns needs /dev/net/tun to be usable (ls -l /dev/net/tun: crw-rw-rw-); or try --network pasta, "
-            + "or --network none"
+        if lowered.contains("routable interface") || lowered.contains("network is unreachable") {
+            return "this host has no usable route outside; --network \(other), or --network none"
+        }
+        return "the message above is \(name)'s own: check the -p, --ip, --mtu and IPv6 options given, "
+            + "or try --network \(other)"
     }
 
     /// What the helper wrote, without syslog noise, on one line.
