@@ -143,12 +143,12 @@ struct NetworkHelper {
         let code = Int((status >> 8) & 0xff)
         var reason = logExcerpt(prefix: ": ")
         if reason.isEmpty, exited { reason = ": " + (setup[code] ?? IDMapWriter.describeStatus(status)) }
-        throw NetworkFailure(message: "\(name) failed to set up the sandbox's network\(reason)", hint: hint(for: reason))
+        throw NetworkFailure(message: "\(name) failed to set up the sandbox's network\(reason)", hint: Self.hint(helper: name, reason: reason))
     }
 
     /// The fix for what the helper said: /dev/net/tun only when that is
     /// what failed (every failure named it: a fresh try).
-    func hint(for reason: String) -> String {
+    static func hint(helper name: String, reason: String) -> String {
         let other = name == "pasta" ? "slirp4netns" : "pasta"
         let lowered = reason.lowercased()
         if lowered.contains("tun") || reason.isEmpty || lowered.contains("could not be executed") {

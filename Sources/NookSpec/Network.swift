@@ -236,6 +236,14 @@ public struct AddressWithPrefix: Equatable, Sendable {
         guard !IPAddress.isLoopback(parts[0]) else {
             throw ResolveError("\(what) \(text): a loopback address cannot be the sandbox's interface address", hint: hint)
         }
+        // pasta took 0.0.0.100/24 and left the sandbox without a route;
+        // both helpers refused multicast with a message of their own.
+        let first = v >> 24
+        guard first != 0, first < 224 else {
+            let why = first == 0 ? "0.0.0.0/8 is not a network a host is on"
+                : "a multicast or reserved address (224.0.0.0 and up) cannot be an interface's address"
+            throw ResolveError("\(what) \(text): \(why)", hint: hint)
+        }
         return AddressWithPrefix(address: parts[0], prefix: prefix)
     }
 

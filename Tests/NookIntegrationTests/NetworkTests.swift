@@ -291,12 +291,6 @@ struct NetworkTests {
         #expect(out.stdout.contains("no-helper-left"), "\(out)")
     }
 
-    // Every failure of a helper got the /dev/net/tun hint (a fresh try):
-    // an option the helper refuses gets its own.
-    @Test func aHelpersOwnRefusalIsNotBlamedOnTun() {
-        let out = TestNetwork().sh("$NOOK run --network pasta --ip 224.0.0.100/24 --no-workspace -- true")
-        #expect(out.status == 125 && out.stderr.contains("pasta failed") && !out.stderr.contains("/dev/net/tun"), "\(out)")
-    }
 
     @Test func aMissingHelperIsAnErrorWithTheFix() {
         let net = TestNetwork()

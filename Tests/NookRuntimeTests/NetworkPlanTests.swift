@@ -78,3 +78,17 @@ struct RouteProbeTests {
         #expect(!RouteProbe.ipv6(v6))
     }
 }
+
+struct HelperFailureHintTests {
+    // Every failure of a helper got the /dev/net/tun hint, also an address
+    // or port the helper refused (a fresh try).
+    @Test(arguments: [
+        ("pasta", ": Failed to open() /dev/net/tun: Permission denied", "/dev/net/tun"),
+        ("pasta", ": Overlapping port specifier 10.123.0.2/18110:8001", "the message above is pasta's own"),
+        ("slirp4netns", ": set route: Network is unreachable; child failed(1)", "no usable route"),
+        ("slirp4netns", "", "/dev/net/tun"),
+    ])
+    func theHintFitsWhatTheHelperSaid(helper: String, reason: String, says: String) {
+        #expect(NetworkHelper.hint(helper: helper, reason: reason).contains(says))
+    }
+}

@@ -204,3 +204,18 @@ struct NetworkResolveTests {
         #expect(try resolve(r).warnings.isEmpty)
     }
 }
+
+struct InterfaceAddressTests {
+    // pasta took 0.0.0.100/24 and left the sandbox without a route; the
+    // helpers refused multicast with messages of their own (a fresh try).
+    @Test(arguments: [("10.0.9.255/24", "broadcast"), ("10.0.9.0/24", "network's own"), ("127.0.0.5/8", "loopback"),
+                      ("0.0.0.100/24", "0.0.0.0/8"), ("224.0.0.100/24", "multicast"), ("10.0.9.5/31", "prefix length")])
+    func anAddressNoInterfaceCanHaveIsRefusedSayingWhy(text: String, says: String) {
+        #expect(throws: ResolveError.self) { try AddressWithPrefix.parse(text, what: "--ip") }
+        do { _ = try AddressWithPrefix.parse(text, what: "--ip") } catch { #expect(error.message.contains(says), "\(error.message)") }
+    }
+
+    @Test func anOrdinaryAddressIsTaken() throws {
+        #expect(try AddressWithPrefix.parse("10.0.9.5/24", what: "--ip").gateway == "10.0.9.1")
+    }
+}
