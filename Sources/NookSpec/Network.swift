@@ -82,7 +82,9 @@ public struct PortMapping: Equatable, Sendable, CustomStringConvertible {
         }
         func range(_ s: String, _ what: String) throws(ResolveError) -> (UInt16, UInt16) {
             let ends = s.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
-            guard (1...2).contains(ends.count), let first = UInt16(ends[0]), first > 0,
+            // Digits only, as written by people: UInt16 took "+18110" and "018110" (a fresh try).
+            let plain = ends.allSatisfy { e in !e.isEmpty && e.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } && (e == "0" || !e.hasPrefix("0")) }
+            guard plain, (1...2).contains(ends.count), let first = UInt16(ends[0]), first > 0,
                   let last = ends.count == 2 ? UInt16(ends[1]) : first else {
                 throw ResolveError("-p \(text): \(s.isEmpty ? "the \(what) port is missing" : "\(s) is not a \(what) port or range")",
                                    hint: "ports are 1 to 65535; " + usage)
@@ -95,7 +97,8 @@ public struct PortMapping: Equatable, Sendable, CustomStringConvertible {
         let container = try range(parts[parts.count - 1], "container")
         let host = parts.count == 2 ? try range(parts[0], "host") : container
         guard host.1 == container.1 else {
-            throw ResolveError("-p \(text): the host range has \(host.1) ports and the container range \(container.1)",
+            func ports(_ n: UInt16) -> String { n == 1 ? "1 port" : "\(n) ports" }
+            throw ResolveError("-p \(text): the host range has \(ports(host.1)) and the container range \(ports(container.1))",
                                hint: "give ranges of the same length")
         }
         guard Int(host.0) + Int(host.1) - 1 <= 65535, Int(container.0) + Int(container.1) - 1 <= 65535 else {

@@ -22,7 +22,10 @@ struct PortMappingTests {
         ("0:80", "0 is not a host port"),
         ("70000:80", "70000 is not a host port"),
         ("10-5:10-5", "ends before it starts"),
-        ("1000-1002:2000-2001", "the host range has 3 ports and the container range 2"),
+        ("1000-1002:2000-2001", "the host range has 3 ports and the container range 2 ports"),
+        ("1000:2000-2001", "the host range has 1 port and"),
+        // Digits as people write them (a fresh try got +18110 and 018110 taken).
+        ("+18110:80", "+18110 is not a host port"), ("018110:80", "018110 is not a host port"),
         ("8080:80/sctp", "the protocol must be tcp or udp"),
         ("localhost:8080:80", "localhost is not an IP address"),
         ("1.2.3:8080:80", "1.2.3 is not an IP address"),
