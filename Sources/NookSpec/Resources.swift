@@ -201,6 +201,11 @@ extension Resolver {
         }
         if let high = limits.memoryHigh {
             _ = try signed(high, .memoryHigh, zero: "a memory-high of 0 throttles every allocation")
+            // As a profile has it refused (the command line took it: a fresh try).
+            if case .value(let h) = high, case .value(let m)? = limits.memory, h > m {
+                throw ResolveError("--memory-high \(ByteCount.format(h)) is above --memory \(ByteCount.format(m))",
+                                   hint: "memory-high throttles before the memory limit kills; keep it lower")
+            }
             unified["memory.high"] = high.description
         }
         if let pids = limits.pids {

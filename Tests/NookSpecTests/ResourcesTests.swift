@@ -86,6 +86,16 @@ struct ResourcesTests {
         #expect(Resolver.askedLimits(limits).isEmpty)
     }
 
+    // Refused in a profile, taken from the command line (a fresh try).
+    @Test func memoryHighAboveTheMemoryLimitIsRefused() {
+        var limits = ResourceLimits()
+        limits.memory = .value(1 << 30)
+        limits.memoryHigh = .value(2 << 30)
+        #expect(throws: ResolveError.self) { try Resolver.resources(limits) }
+        limits.memoryHigh = .value(512 << 20)
+        #expect((try? Resolver.resources(limits)) != nil)
+    }
+
     @Test func theSandboxSeesItsCgroupReadOnlyUntilItGetsOneOfItsOwn() throws {
         let spec = try resolve { _ in }
         let mount = spec.mounts?.first { $0.destination == "/sys/fs/cgroup" }
