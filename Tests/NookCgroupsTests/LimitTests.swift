@@ -167,13 +167,13 @@ struct LimitTests {
 
     @Test func askedLimitsReadAsPeopleWriteThem() throws {
         let l = try limits {
-            $0.memory = .value(256 << 20)
+            $0.memory = .value(2 << 30)
             $0.pids = .value(64)
             $0.cpus = 1.5
             $0.memoryHigh = .value(1536 << 20)
         }
         #expect(l.asked.map { "\($0.name.rawValue)=\($0.value)" }
-            == ["memory=256 MiB", "memory-high=1.5 GiB", "pids=64", "cpus=1.5 CPUs"])
+            == ["memory=2 GiB", "memory-high=1.5 GiB", "pids=64", "cpus=1.5 CPUs"])
         #expect(try limits { $0.cpus = 1 }.asked.first?.value == "1 CPU")
         #expect(try limits { $0.cpus = 0.25 }.asked.first?.value == "0.25 CPUs")
         #expect(try limits { $0.cpus = 0.05 }.asked.first?.value == "0.05 CPUs")
