@@ -332,7 +332,11 @@ struct CgroupTests {
         let out = h.nook(["run", "--pids", "64", "--", "python3", "-c", counter], timeout: 60)
         #expect(out.status == 0, "\(out)")
         let count = Int(out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 999
-        #expect(count <= 64, "processes in the sandbox: \(out.stdout)")
+        // A few more than the limit can show in /proc for a moment: an
+        // exiting process gives its pid charge back before its /proc entry
+        // goes, and the bomb's next fork takes it (the VM tier once saw 71).
+        // Without the limit the count is in the hundreds (the break check).
+        #expect(count <= 80, "processes in the sandbox: \(out.stdout)")
         #expect(Date().timeIntervalSince(started) < 30)
         let other = h.nook(["run", "--", "true"])
         #expect(other.status == 0, "the host still starts sandboxes: \(other)")
