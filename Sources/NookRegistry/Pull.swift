@@ -247,26 +247,12 @@ public enum Puller {
         let partial = partialDirectory + "/" + layer.digest.hex
         // Another pull downloading the same blob: wait for it, then take
         // what it left (the part to resume). When it finished, it moved
-        // the file away: the one held is no longer the partial, and a
-        // fresh one is opened (a fresh try's concurrent pulls failed with
-        // ENOENT renaming the partial the first had taken).
-        var fd: Int32 = -1
-        while true {
-            fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard fd >= 0 else { throw .system(SystemFailure("create", path: partial)) }
-            while flock(fd, LOCK_EX) != 0 {
-                if errno != EINTR {
-                    close(fd)
-                    throw .system(SystemFailure("lock", path: partial))
-                }
-            }
-            var held = stat(), named = stat()
-            if fstat(fd, &held) == 0, stat(partial, &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev {
-                break
-            }
-            close(fd)
-        }
-        defer { close(fd) }
+        // the file into its import, and a fresh partial is taken (a fresh
+        // try's concurrent pulls failed with ENOENT renaming one that was gone).
+        let held: LockFile
+        do { held = try LockFile.exclusive(partial, writable: true) } catch { throw .system(error) }
+        defer { withExtendedLifetime(held) {} }
+        let fd = held.fd
         let size = UInt64(layer.size)
         let what = "layer \(index + 1) blob \(layer.digest)"
         var shortAnswers = 0

@@ -112,9 +112,11 @@ public enum HostProbe {
         // (a fresh try's run with XDG_RUNTIME_DIR wrote the specs of those
         // without). /tmp/nook-UID is made here, so that no sandbox makes it.
         let uid = getuid()
-        var runtimeStates = [environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 + "/nook" : nil },
-                             "/tmp/nook-\(uid)/nook", "/run/user/\(uid)/nook"].compactMap { $0 }
-        runtimeStates = runtimeStates.enumerated().filter { !runtimeStates[..<$0.offset].contains($0.element) }.map(\.element)
+        var runtimeStates: [String] = []
+        for dir in [environment["XDG_RUNTIME_DIR"].flatMap { $0.hasPrefix("/") ? $0 + "/nook" : nil },
+                    "/tmp/nook-\(uid)/nook", "/run/user/\(uid)/nook"].compactMap({ $0 }) where !runtimeStates.contains(dir) {
+            runtimeStates.append(dir)
+        }
         dirs += runtimeStates
         // The stock profiles of a nook installed in a directory of the
         // user's (PREFIX=~/.local): what later sandboxes load, so no
@@ -128,10 +130,12 @@ public enum HostProbe {
         return dirs.compactMap { dir in
             var sb = stat()
             let parent = String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])
-            // The runtime directory only where it is private (a refused
-            // one is reported by what uses it); made with its parent, so
-            // that no sandbox can make /tmp/nook-UID first.
-            if runtimeStates.contains(dir) {
+            // Only what is missing is made: this runs before every sandbox.
+            let missing = stat(dir, &sb) != 0
+            // A runtime directory only where it is private (a refused one
+            // is reported by what uses it); made with its parent, so that no
+            // sandbox can make /tmp/nook-UID first.
+            if missing && runtimeStates.contains(dir) {
                 // /run/user/UID is made by the session, never here.
                 if dir != "/run/user/\(uid)/nook" || access("/run/user/\(uid)", F_OK) == 0 {
                     try? PrivateDirectory.ensure(dir)
@@ -140,7 +144,7 @@ public enum HostProbe {
             // The configuration and data directories too, with missing
             // parents: a sandbox that can write the home could otherwise
             // make ~/.config/nook/profiles itself, with profiles of its own.
-            if !runtimeStates.contains(dir) && stat(dir, &sb) != 0 {
+            if missing && !runtimeStates.contains(dir) {
                 var current = ""
                 for part in dir.split(separator: "/") {
                     current += "/" + part

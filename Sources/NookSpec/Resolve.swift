@@ -834,7 +834,7 @@ public enum Resolver {
             // A read-only bind of nook's state itself, or of a directory in
             // it, shows it as asked (the refusal of a writable one says to
             // add :ro; that gave an empty directory: a fresh try).
-            if (m.options ?? []).contains("ro"), host.protectedPaths.contains(where: { s == $0 || s.hasPrefix($0 + "/") }) {
+            if (m.options ?? []).contains("ro"), stateDirectory(holding: s, host: host) != nil {
                 return nil
             }
             return (s, m.destination)

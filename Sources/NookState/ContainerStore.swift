@@ -84,8 +84,11 @@ public final class ContainerStore: @unchecked Sendable {
 
     // MARK: Names and ids
 
-    static func isID(_ s: String) -> Bool {
-        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    static func isID(_ s: String) -> Bool { s.utf8.count == 64 && isLowerHex(s) }
+
+    /// Digits and a-f only (what ids and their prefixes are made of).
+    static func isLowerHex(_ s: String) -> Bool {
+        s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
 
     /// Why `name` cannot name a container, or nil.
@@ -122,7 +125,7 @@ public final class ContainerStore: @unchecked Sendable {
         if let reason = Self.nameProblem(chosen) { throw UsageFailure("--name: \(reason)") }
         // Names win over ids, so a name that looks like an id would take
         // commands meant for the container ps shows with that id.
-        if let name, name.utf8.count >= 12, name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) {
+        if let name, name.utf8.count >= 12, Self.isLowerHex(name) {
             throw UsageFailure("--name \(name): a name of 12 or more hexadecimal digits would be taken for a "
                 + "container's id", hint: "choose a name with another letter in it")
         }
@@ -244,7 +247,7 @@ public final class ContainerStore: @unchecked Sendable {
             if record.name == reference { return record }
         }
         let lowered = reference.lowercased()
-        guard !lowered.isEmpty, lowered.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
+        guard !lowered.isEmpty, Self.isLowerHex(lowered) else {
             throw ContainerFailure("no container \(reference)", hint: "nook ps -a lists them", exitCode: 125)
         }
         let matches = ids().filter { $0.hasPrefix(lowered) }

@@ -97,17 +97,3 @@ public struct ProcessRef: Codable, Equatable, Sendable, CustomStringConvertible 
 
     public var description: String { "pid \(pid)" }
 }
-
-/// The fields of /proc/PID/stat nook uses.
-enum ProcStat {
-    static func read(_ pid: Int32) -> (state: Character, parent: Int32, start: UInt64)? {
-        guard let text = readTextFile("/proc/\(pid)/stat", limit: 4096),
-              let close = text.lastIndex(of: ")") else { return nil }
-        // After the command name (which may hold spaces and parentheses):
-        // state (3), ppid (4), ... starttime (22).
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, let state = fields[0].first, let parent = Int32(fields[1]),
-              let start = UInt64(fields[19]) else { return nil }
-        return (state, parent, start)
-    }
-}

@@ -186,7 +186,8 @@ extension ImageStore {
             // An import whose process lives may not have locked its owner
             // file yet: it made the file, and the lock comes next (a fresh
             // try's concurrent pulls lost their import directory there).
-            if name.hasPrefix("import-"), let pid = Int32(name.dropFirst(7).prefix { $0 != "-" }), Self.runs(pid) {
+            // (A zombie, a killed import its parent has yet to reap, has ended.)
+            if name.hasPrefix("import-"), let pid = Int32(name.dropFirst(7).prefix { $0 != "-" }), ProcStat.runs(pid) {
                 continue
             }
             guard let lock = try? LockFile(dir + "/owner", create: false) else {
@@ -200,15 +201,6 @@ extension ImageStore {
         }
         emptyTrash(context: context)
         return count
-    }
-
-    /// Whether process `pid` exists and is not a zombie (a killed import
-    /// whose parent has yet to reap it has ended all the same).
-    static func runs(_ pid: Int32) -> Bool {
-        guard pid > 0, let stat = readTextFile("/proc/\(pid)/stat", limit: 4096),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(after: close)...].dropFirst().first
-        return state != nil && state != "Z" && state != "X"
     }
 
     /// Removes what is in the trash through the helper (files of subordinate

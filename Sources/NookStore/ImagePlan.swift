@@ -104,9 +104,7 @@ enum Plans {
         // Said as a docker archive's bad RepoTags are (a fresh try saw
         // names dropped without a word).
         func ignored(_ text: String, _ key: String) -> [String] {
-            Log.warning("\(layout): ignoring the \(key) '\(escapedBytes(Array(text.utf8).prefix(200)))': "
-                + (ImageName.normalize(text) != nil ? "a name with a digest is kept only from a pull, which checks it"
-                    : "not a valid image name"))
+            warnIgnored(text, as: key, in: layout)
             return []
         }
         if let full = a[Annotation.containerdName] {
@@ -127,6 +125,13 @@ enum Plans {
         }
         if let name = ImageName.loadable("localhost/\(base):\(ref)") { return [name] }
         return ignored(ref, Annotation.refName)
+    }
+
+    /// A name from an image's files that is not kept, and why.
+    static func warnIgnored(_ text: String, as key: String, in label: String) {
+        Log.warning("\(label): ignoring the \(key) '\(escapedBytes(Array(text.utf8).prefix(200)))': "
+            + (ImageName.normalize(text) != nil ? "a name with a digest is kept only from a pull, which checks it"
+                : "not a valid image name"))
     }
 
     static func plan(manifest digest: Digest, bytes: [UInt8], names: [String], source: ImportSource) throws(StoreError) -> ImagePlan {
@@ -178,11 +183,7 @@ enum Plans {
             }
             var names: [String] = []
             for tag in entry.RepoTags ?? [] {
-                if let name = ImageName.loadable(tag) { names.append(name) } else {
-                    Log.warning("\(source.label): ignoring the tag '\(escapedBytes(Array(tag.utf8).prefix(200)))': "
-                        + (ImageName.normalize(tag) != nil ? "a name with a digest is kept only from a pull, which checks it"
-                            : "not a valid image name"))
-                }
+                if let name = ImageName.loadable(tag) { names.append(name) } else { warnIgnored(tag, as: "tag", in: source.label) }
             }
             plans.append(ImagePlan(names: names, manifest: nil, config: (id, bytes), configFile: config, layers: layers,
                                    source: source.label))

@@ -17,15 +17,16 @@ import NookSupport
 ///   prune cannot remove a layer between a user's lookup and its lock.
 /// - `locks/unpack-<id>`: exclusive while one import unpacks that layer; a
 ///   second import of the same layer waits, then finds it done.
-final class LockFile {
-    let fd: Int32
+package final class LockFile {
+    package let fd: Int32
     let path: String
 
-    /// Opens (and with `create`, makes) the lock file.
-    init(_ path: String, create: Bool = true) throws(SystemFailure) {
+    /// Opens (and with `create`, makes) the lock file; `writable` for a
+    /// file whose holder writes it (a partial download).
+    init(_ path: String, create: Bool = true, writable: Bool = false) throws(SystemFailure) {
         // flock needs no write access: read-only opens work on any lock file
         // the user can read.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o600)
+        let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o600)
         guard fd >= 0 else { throw SystemFailure("open the lock", path: path) }
         self.fd = fd
         self.path = path
@@ -51,12 +52,13 @@ final class LockFile {
 
     func unlock() { flock(fd, LOCK_UN) }
 
-    /// Waits for an exclusive lock on a lock file that others may remove
-    /// while holding it (prune removes stale unpack locks): after locking,
-    /// the path must still name the file locked, else it starts over.
-    static func exclusive(_ path: String) throws(SystemFailure) -> LockFile {
+    /// Waits for an exclusive lock on a file that others may remove or
+    /// move while holding it (prune removes stale unpack locks; a pull
+    /// moves a finished partial blob into its import): after locking, the
+    /// path must still name the file locked, else it starts over.
+    package static func exclusive(_ path: String, writable: Bool = false) throws(SystemFailure) -> LockFile {
         while true {
-            let lock = try LockFile(path)
+            let lock = try LockFile(path, writable: writable)
             try lock.lock(exclusive: true)
             var held = stat(), named = stat()
             if fstat(lock.fd, &held) == 0, stat(path, &named) == 0, held.st_ino == named.st_ino,

@@ -133,3 +133,23 @@ public func readFileBytes(fd: Int32, limit: Int = 16 << 20) -> [UInt8]? {
 public func readTextFile(_ path: String, limit: Int = 16 << 20) -> String? {
     readFileBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
 }
+
+/// The fields of /proc/PID/stat nook uses.
+public enum ProcStat {
+    public static func read(_ pid: Int32) -> (state: Character, parent: Int32, start: UInt64)? {
+        guard let text = readTextFile("/proc/\(pid)/stat", limit: 4096),
+              let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name (which may hold spaces and parentheses):
+        // state (3), ppid (4), ... starttime (22).
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let state = fields[0].first, let parent = Int32(fields[1]),
+              let start = UInt64(fields[19]) else { return nil }
+        return (state, parent, start)
+    }
+
+    /// Whether the process exists and has not ended (a zombie has).
+    public static func runs(_ pid: Int32) -> Bool {
+        guard pid > 0, let s = read(pid) else { return false }
+        return s.state != "Z" && s.state != "X"
+    }
+}

@@ -93,15 +93,11 @@ enum ExecCommand {
             // Said before the kernel's EINVAL: an id the container's map lacks.
             for (id, kind, maps) in [(resolved.uid, "uid", spec.linux?.uidMappings),
                                      (resolved.gid, "gid", spec.linux?.gidMappings)] {
-                guard let maps, !maps.contains(where: { id >= $0.containerID && UInt64(id) < UInt64($0.containerID) + UInt64($0.size) })
+                guard let maps else { continue }
+                let inside = IDRange.merged(maps.map { IDRange(start: $0.containerID, count: $0.size) })
+                guard !inside.contains(where: { id >= $0.start && UInt64(id) < UInt64($0.start) + UInt64($0.count) })
                 else { continue }
-                var spans: [(UInt64, UInt64)] = []
-                for m in maps.sorted(by: { $0.containerID < $1.containerID }) {
-                    let first = UInt64(m.containerID), last = first + UInt64(m.size) - 1
-                    if let end = spans.last?.1, end + 1 == first { spans[spans.count - 1].1 = last }
-                    else { spans.append((first, last)) }
-                }
-                let ranges = spans.map { "\($0.0)-\($0.1)" }
+                let ranges = inside.map { "\($0.start)-\(UInt64($0.start) + UInt64($0.count) - 1)" }
                 throw UsageFailure("--user \(user): \(kind) \(id) is not mapped in container \(reference)",
                                    hint: "its \(kind)s are \(ranges.joined(separator: ", "))")
             }
@@ -177,7 +173,7 @@ struct ContainerJoin {
         guard let target = initProcess.children().first, let pidfd = target.openPidfd() else {
             throw ContainerFailure("container \(reference) has no process left to join (it is stopping)")
         }
-        guard ProcStatParent.of(target.pid) == initProcess.pid else {
+        guard ProcStat.read(target.pid)?.parent == initProcess.pid else {
             close(pidfd)
             throw ContainerFailure("container \(reference) changed while nook looked at it; try again")
         }
@@ -199,16 +195,6 @@ struct ContainerJoin {
 }
 
 /// The parent pid of a process, from /proc/PID/stat.
-enum ProcStatParent {
-    static func of(_ pid: Int32) -> Int32? {
-        guard let text = readTextFile("/proc/\(pid)/stat", limit: 4096), let close = text.lastIndex(of: ")") else {
-            return nil
-        }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? Int32(fields[1]) : nil
-    }
-}
-
 /// Small files of a running container's root, resolved inside it.
 enum RootFiles {
     static func read(pid: Int32, _ path: String) -> String? {
